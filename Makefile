@@ -1,0 +1,34 @@
+# KMNIST Lab: `make run` starts the dashboard, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUBSET := $(abspath ../shared/data/kmnist-subset)
+TEST_DATA_DIR := $(if $(KMNIST_DATA_DIR),$(KMNIST_DATA_DIR),$(SUBSET))
+
+.PHONY: run test bench screenshots browser clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.installed
+	$(PY) -m streamlit run dashboard.py
+
+# Debian's Chromium for the browser tests; Playwright's own browser download cannot work offline.
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+test: $(VENV)/.installed-dev browser
+	KMNIST_DATA_DIR=$(TEST_DATA_DIR) $(PY) -m pytest
+
+bench: $(VENV)/.installed-dev browser
+	KMNIST_DATA_DIR=$(TEST_DATA_DIR) $(PY) -m kmnist_core.bench
+
+clean:
+	rm -rf $(VENV) test-artifacts .pytest_cache

@@ -1,0 +1,1 @@
+"""KMNIST Lab engine: data, configuration, training, jobs, run store; Streamlit-free."""

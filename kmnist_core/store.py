@@ -1,0 +1,313 @@
+"""The run store: runs/<id>/ folders with atomic writes, statuses, listing, cache lookup, delete."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import socket
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .config import TrainConfig
+from .errors import ConfigError, RunNotFoundError, StoreError
+
+if TYPE_CHECKING:
+    from .train import TrainResult
+
+log = logging.getLogger(__name__)
+
+ENV_RUNS_DIR = "KMNIST_RUNS_DIR"
+STATUSES = ("queued", "running", "completed", "cancelled", "failed", "interrupted")
+ACTIVE = ("queued", "running")
+RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
+# Files a completed run must have, each whole, before it may read as completed.
+COMPLETED_FILES = ("config.json", "status.json", "history.json", "metrics.json", "predictions.npz", "model.keras")
+
+
+@dataclass
+class RunInfo:
+    """What listing shows of one run; `status` is "broken" when `reason` says what is wrong."""
+
+    run_id: str
+    path: Path
+    status: str
+    config: TrainConfig | None = None
+    key: str | None = None
+    created: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""  # why a run is broken, failed or interrupted
+    data_source: str = ""
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+
+def default_root() -> Path:
+    """$KMNIST_RUNS_DIR, else ./runs."""
+    return Path(os.environ.get(ENV_RUNS_DIR) or "runs")
+
+
+def check_run_id(run_id: str) -> str:
+    """Return run_id if it is well-formed; ids never name a path outside the store.
+
+    Raises:
+        RunNotFoundError: for '../x', absolute paths and anything not like 20261127-093000-ab12cd.
+    """
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+        raise RunNotFoundError(f"run id {run_id!r} is not valid: expected the form 20261127-093000-ab12cd")
+    return run_id
+
+
+def _owner() -> str:
+    """This process, as host:pid:start-time, so a recycled pid is not mistaken for us."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
+
+
+def _start_time(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"
+
+
+def _owner_alive(owner: str) -> bool:
+    try:
+        host, pid, start = owner.rsplit(":", 2)
+    except (AttributeError, ValueError):
+        return False
+    if host != socket.gethostname():
+        return True  # another machine's run: we cannot tell, so we do not claim it died
+    return Path(f"/proc/{pid}").exists() and _start_time(int(pid)) == start
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder, fsync, then rename: readers see old or new, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=1).encode())
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as e:
+        raise StoreError(f"{path.name} is unreadable ({e.__class__.__name__}: {str(e)[:80]})") from e
+
+
+class RunStore:
+    """One folder per run under `root`. Safe to share between threads and processes."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root) if root is not None else default_root()
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"runs directory {self.root} is a file, not a folder; set {ENV_RUNS_DIR} to a folder")
+
+    # --- writing ---
+
+    def _not_writable(self, e: OSError) -> StoreError:
+        return StoreError(
+            f"runs directory {self.root} is not writable ({e.strerror or e}); "
+            f"fix its permissions or set {ENV_RUNS_DIR} to a writable folder"
+        )
+
+    def create(self, config: TrainConfig, key: str, data_source: str = "") -> str:
+        """Make a new run folder with config.json and status "queued"; returns the run id.
+
+        Raises:
+            StoreError: if the store cannot be written.
+        """
+        for _ in range(10):
+            run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+            path = self.root / run_id
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                path.mkdir()
+                break
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise self._not_writable(e) from e
+        else:  # pragma: no cover - 10 collisions of 24 random bits in one second
+            raise StoreError(f"could not create a run folder in {self.root}")
+        try:
+            _write_json(path / "config.json", {"config": config.to_dict(), "key": key,
+                                               "data_source": data_source, "created": time.time()})
+            self.set_status(run_id, "queued")
+        except OSError as e:
+            shutil.rmtree(path, ignore_errors=True)
+            raise self._not_writable(e) from e
+        return run_id
+
+    def set_status(self, run_id: str, status: str, reason: str = "") -> None:
+        """Record a status; "completed" is written only by save_result, after every file."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        _write_json(self._path(run_id) / "status.json",
+                    {"status": status, "owner": _owner(), "reason": reason, "time": time.time()})
+
+    def save_history(self, run_id: str, history: list[dict[str, float]]) -> None:
+        """Write history.json (per-epoch records)."""
+        _write_json(self._path(run_id) / "history.json", history)
+
+    def save_result(self, run_id: str, result: TrainResult) -> None:
+        """Write every file of a finished run, then its status last, so a crash never looks completed."""
+        path = self._path(run_id)
+        self.save_history(run_id, result.history)
+        if result.status == "completed":
+            buf = io.BytesIO()
+            np.savez_compressed(buf, pred=result.test_pred, proba=result.test_proba)
+            write_atomic(path / "predictions.npz", buf.getvalue())
+            tmp = path / f".model-{secrets.token_hex(3)}.keras"
+            try:
+                result.model.save(tmp)
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, path / "model.keras")
+            finally:
+                tmp.unlink(missing_ok=True)
+        _write_json(path / "metrics.json", result.metrics())
+        self.set_status(run_id, result.status)
+
+    def delete(self, run_id: str) -> None:
+        """Remove a run folder.
+
+        Raises:
+            RunNotFoundError: if the id is malformed or there is no such run.
+        """
+        path = self._path(run_id)
+        if not path.is_dir():
+            raise RunNotFoundError(f"run {run_id} no longer exists")
+        # Rename first so a concurrent reader never sees a half-deleted run as a run.
+        trash = self.root / f".deleted-{run_id}-{secrets.token_hex(2)}"
+        os.replace(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    # --- reading ---
+
+    def _path(self, run_id: str) -> Path:
+        return self.root / check_run_id(run_id)
+
+    def exists(self, run_id: str) -> bool:
+        """True if a folder for this well-formed id is in the store."""
+        return self._path(run_id).is_dir()
+
+    def get(self, run_id: str) -> RunInfo:
+        """Read one run; a damaged one comes back with status "broken" and a reason.
+
+        Raises:
+            RunNotFoundError: if the id is malformed or names no run.
+        """
+        path = self._path(run_id)
+        if not path.is_dir():
+            raise RunNotFoundError(f"run {run_id} no longer exists")
+        info = RunInfo(run_id, path, "broken")
+        try:
+            meta = _read_json(path / "config.json")
+            info.config = TrainConfig.from_dict(meta["config"])
+            info.key, info.created = meta.get("key"), float(meta.get("created", 0))
+            info.data_source = meta.get("data_source", "")
+            state = _read_json(path / "status.json")
+            status, info.reason = state["status"], state.get("reason", "")
+            if status in ACTIVE and not _owner_alive(state.get("owner", "")):
+                status, info.reason = "interrupted", "the process training it stopped before it finished"
+            if (path / "history.json").exists():
+                info.history = _read_json(path / "history.json")
+            if (path / "metrics.json").exists():
+                info.metrics = _read_json(path / "metrics.json")
+            if status == "completed":
+                self._check_whole(path)
+            info.status = status
+        except FileNotFoundError as e:
+            info.reason = f"{Path(e.filename).name} is missing"
+        except (StoreError, ConfigError) as e:
+            info.reason = str(e)
+        except (KeyError, TypeError, ValueError) as e:
+            info.reason = f"run files are malformed ({e.__class__.__name__}: {e})"
+        return info
+
+    @staticmethod
+    def _check_whole(path: Path) -> None:
+        for name in COMPLETED_FILES:
+            if not (path / name).is_file():
+                raise FileNotFoundError(2, "missing", str(path / name))
+        for name in ("model.keras", "predictions.npz"):
+            if not zipfile.is_zipfile(path / name):
+                raise StoreError(f"{name} is damaged (not a whole zip archive)")
+
+    def list_runs(self) -> list[RunInfo]:
+        """Every run folder, newest first; damaged ones included as "broken". Foreign entries are skipped."""
+        if not self.root.is_dir():
+            return []
+        try:
+            names = [p.name for p in self.root.iterdir() if p.is_dir() and RUN_ID.fullmatch(p.name)]
+        except OSError as e:
+            raise StoreError(f"cannot list runs directory {self.root} ({e.strerror or e})") from e
+        runs = []
+        for name in sorted(names, reverse=True):
+            try:
+                runs.append(self.get(name))
+            except RunNotFoundError:
+                continue  # deleted while we listed
+        return runs
+
+    def find_completed(self, key: str) -> str | None:
+        """The newest whole completed run with this config key, if any: the cache lookup."""
+        for info in self.list_runs():
+            if info.key == key and info.completed:
+                return info.run_id
+        return None
+
+    def mark_interrupted(self) -> list[str]:
+        """Persist "interrupted" for queued/running runs whose process is gone; returns their ids."""
+        done = []
+        for info in self.list_runs():
+            if info.status == "interrupted":
+                state = _read_json(info.path / "status.json")
+                if state.get("status") != "interrupted":
+                    self.set_status(info.run_id, "interrupted", info.reason)
+                    done.append(info.run_id)
+        return done
+
+    def load_predictions(self, run_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """(pred (N,) uint8, proba (N, 10) float32) of a completed run."""
+        path = self._path(run_id) / "predictions.npz"
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                return npz["pred"], npz["proba"]
+        except FileNotFoundError as e:
+            raise RunNotFoundError(f"run {run_id} has no predictions (it did not complete)") from e
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            raise StoreError(f"run {run_id}: predictions.npz is damaged ({e})") from e
+
+    def model_path(self, run_id: str) -> Path:
+        """Path of a run's model.keras; load it with kmnist_core.model.load_model."""
+        path = self._path(run_id) / "model.keras"
+        if not path.is_file():
+            raise RunNotFoundError(f"run {run_id} has no stored model (it did not complete)")
+        return path
