@@ -85,3 +85,39 @@ def test_status_is_written_last(store, completed):
     mtimes = {p.name: p.stat().st_mtime_ns for p in path.iterdir()}
     assert mtimes["status.json"] == max(mtimes.values())
     assert json.loads((path / "status.json").read_text())["status"] == "completed"
+
+
+READ_ONLY_CHECK = """
+import sys
+from kmnist_core.config import TINY
+from kmnist_core.errors import StoreError
+from kmnist_core.store import RunStore
+store = RunStore(sys.argv[1])
+assert [r.run_id for r in store.list_runs()] == [sys.argv[2]], "listing a read-only store"
+try:
+    store.create(TINY, "k")
+except StoreError as e:
+    print(e)
+else:
+    raise SystemExit("created a run in a read-only store")
+"""
+
+
+def test_read_only_store_lists_and_refuses_writes_clearly(store, completed):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    os.chmod(store.root, 0o555)
+    try:
+        # root ignores permission bits; without these capabilities it obeys them like any user
+        drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--"]
+        prefix = drop if os.geteuid() == 0 else []
+        out = subprocess.run([*prefix, sys.executable, "-c", READ_ONLY_CHECK, str(store.root), completed],
+                             cwd=ROOT, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert f"runs directory {store.root} is not writable (Permission denied)" in out.stdout
+    finally:
+        os.chmod(store.root, 0o755)
