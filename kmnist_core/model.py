@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,9 @@ if TYPE_CHECKING:
 # Quiet, CPU-friendly TensorFlow: no oneDNN notice, no C++ log spam in the UI's terminal.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# Keras writes keras.json into KERAS_HOME (default ~/.keras) on import; we write only to the
+# run store and the temp directory.
+os.environ.setdefault("KERAS_HOME", os.path.join(tempfile.gettempdir(), "kmnist-lab-keras"))
 
 
 def count_params(config: TrainConfig) -> int:
