@@ -47,7 +47,7 @@ def test_importing_the_ui_modules_does_not_load_tensorflow():
     code = (
         "import sys, importlib; sys.path[:0] = ['.', 'pages'];"
         "import kmnist_core.cli, kmnist_core.jobs, kmnist_core.store, kmnist_core.model, kmnist_core.data;"
-        "import kmnist_core.evaluate;"
+        "import kmnist_core.drawing, kmnist_core.evaluate;"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'tensorflow imported'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
