@@ -1,4 +1,4 @@
-"""Command line: `python -m kmnist_core train|reproduce|runs`; errors print one line and exit 2."""
+"""Command line: `python -m kmnist_core train|reproduce|baselines|runs`; errors print one line and exit 2."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from .config import CONSTRAINTS, PRESETS, REFERENCE_PRESETS, TrainConfig
+from .config import BEST_MLP, CONSTRAINTS, PRESETS, REFERENCE_PRESETS, TrainConfig
 from .errors import ConfigError, KmnistError
 from .jobs import JobQueue, JobSnapshot
 from .store import RunStore
+
+if TYPE_CHECKING:
+    from .data import Dataset
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -81,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         train.add_argument(flag, metavar="VALUE", help=f"{name}: {CONSTRAINTS[name].describe()}")
     train.add_argument("--batch-norm", action="store_true", help="BatchNormalization in each hidden layer")
     train.add_argument("--force", action="store_true", help="train again even if a completed run is stored")
-    sub.add_parser("reproduce", help="train the reference presets and compare with the reported numbers")
+    sub.add_parser("reproduce", help="train the reference presets and the best MLP; compare with reported numbers "
+                                     "and the classic baselines")
+    sub.add_parser("baselines", help="4-NN and PCA(50) + 4-NN test accuracy on the loaded data (cached)")
     sub.add_parser("runs", help="list the stored runs")
     return parser
 
@@ -100,6 +105,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         from .data import load_kmnist
 
         data = load_kmnist(args.data_dir)
+        if args.command == "baselines":
+            return _baselines(store, data, out)
         queue = JobQueue(store, data)
         try:
             if args.command == "train":
@@ -172,11 +179,33 @@ def reference_rows(queue: JobQueue, names: Sequence[str], err: TextIO) -> list[d
 def _fmt(x: float | None, signed: bool = False) -> str:
     if x is None:
         return "-"
-    return f"{x:+.4f}" if signed else f"{x:.4f}"
+    return f"{round(x, 4) + 0.0:+.4f}" if signed else f"{x:.4f}"  # + 0.0: no "-0.0000" for float32 noise
+
+
+def baseline_rows(store: RunStore, data: Dataset, err: TextIO) -> list[dict]:
+    """One row per classic baseline, shaped like reference_rows' rows (no validation, nothing reported)."""
+    from .baselines import load_or_compute_baselines
+
+    print("baselines: 4-NN, PCA(50) + 4-NN (computed once per dataset, then cached)", file=err, flush=True)
+    return [{"preset": b.label, "config": "baseline (scikit-learn)", "reported_val": None, "reported_test": None,
+             "val": None, "test": b.test_accuracy, "status": "completed"}
+            for b in load_or_compute_baselines(store, data).values()]
+
+
+def _baselines(store: RunStore, data: Dataset, out: TextIO) -> int:
+    """Print both baselines' test accuracy and exact method."""
+    from .baselines import load_or_compute_baselines
+
+    print(f"data: {data.describe()}", file=out)
+    for b in load_or_compute_baselines(store, data).values():
+        print(f"{b.label:<22} test accuracy {b.test_accuracy:.4f}   {b.method}", file=out)
+    return EXIT_OK
 
 
 def _reproduce(queue: JobQueue, out: TextIO, err: TextIO) -> int:
     rows = reference_rows(queue, REFERENCE_PRESETS, err)
+    rows += reference_rows(queue, [BEST_MLP], err)
+    rows += baseline_rows(queue.store, queue.data, err)
     print(f"data: {queue.data.describe()}", file=out)
     head = f"{'preset':<22} {'config':<40} {'rep val':>8} {'our val':>8} {'diff':>8} {'rep test':>8} {'our test':>8} {'diff':>8}"
     print(head, file=out)
