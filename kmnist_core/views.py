@@ -1,0 +1,272 @@
+"""What the dashboard pages show, as plain data: table rows, run picking, option lists, status text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from . import evaluate
+from .config import CONSTRAINTS, PRESETS, REFERENCE_PRESETS, TrainConfig
+from .data import CLASSES, KmnistClass
+from .model import count_params
+
+if TYPE_CHECKING:
+    from .jobs import JobSnapshot
+    from .store import RunInfo
+
+# Units per hidden layer offered by the Train page's select-sliders: powers of two, 16 to 1024.
+UNIT_OPTIONS: tuple[int, ...] = tuple(2**k for k in range(4, 11))
+
+
+def _weight_decay_options() -> tuple[float, ...]:
+    """0, then a 1-2-5 log scale up to the constraint's maximum, plus every preset's value."""
+    high = CONSTRAINTS["weight_decay"].high
+    scale = [m * 10.0**e for e in range(-5, 0) for m in (1, 2, 5)]
+    values = {0.0, *(round(v, 12) for v in scale if v <= high), high}
+    values |= {p.config.weight_decay for p in PRESETS.values()}
+    return tuple(sorted(values))
+
+
+WEIGHT_DECAY_OPTIONS: tuple[float, ...] = _weight_decay_options()
+
+# Columns of the Compare table, in order. "source" says where a row's numbers come from:
+# "measured" (a run in our store), "reported" (the reference study), later "baseline".
+TABLE_COLUMNS = (
+    "run", "source", "hidden layers", "activation", "optimizer", "weight decay", "learning rate", "epochs",
+    "parameters", "best val accuracy", "test accuracy", "train time (s)", "status", "options", "note",
+)
+MEASURED, REPORTED = "measured", "reported"
+# Fields beyond the study's own columns; the "options" column lists those that differ from the defaults.
+_OPTION_LABELS = {
+    "batch_size": "batch", "val_fraction": "val", "seed": "seed", "dropout": "dropout", "augment": "augment",
+    "lr_schedule": "lr schedule", "early_stopping": "early stop", "label_smoothing": "label smoothing",
+    "batch_norm": "batch norm",
+}
+_DEFAULT = TrainConfig()
+
+
+def layers_text(layers: Sequence[int]) -> str:
+    """'128, 64'."""
+    return ", ".join(str(u) for u in layers)
+
+
+def options_text(config: TrainConfig) -> str:
+    """Non-default training options as 'batch 256, dropout 0.2', or '' when all are defaults."""
+    parts = []
+    for name, label in _OPTION_LABELS.items():
+        value = getattr(config, name)
+        if value != getattr(_DEFAULT, name):
+            parts.append(label if value is True else f"{label} {value:g}" if isinstance(value, float) else
+                         f"{label} {value}")
+    return ", ".join(parts)
+
+
+def _config_columns(config: TrainConfig | None) -> dict[str, Any]:
+    if config is None:
+        return {}
+    return {
+        "hidden layers": layers_text(config.hidden_layers),
+        "activation": config.activation,
+        "optimizer": config.optimizer,
+        "weight decay": config.weight_decay,
+        "learning rate": config.resolved_learning_rate,
+        "epochs": config.epochs,
+        "parameters": count_params(config),
+        "options": options_text(config),
+    }
+
+
+def run_row(info: RunInfo) -> dict[str, Any]:
+    """One Compare-table row of a stored run; broken runs keep their id, status and reason."""
+    m = info.metrics or {}
+    row = {"run": info.run_id, "source": MEASURED, **_config_columns(info.config)}
+    row.update({
+        "best val accuracy": m.get("best_val_accuracy"),
+        "test accuracy": m.get("test_accuracy"),
+        "train time (s)": m.get("wall_seconds"),
+        "status": info.status,
+        "note": info.reason,
+    })
+    if m.get("params"):
+        row["parameters"] = m["params"]
+    return row
+
+
+def reported_rows(names: Iterable[str] = REFERENCE_PRESETS) -> list[dict[str, Any]]:
+    """The reference study's reported numbers, one row per preset, marked source='reported'."""
+    rows = []
+    for name in names:
+        preset = PRESETS[name]
+        note = "reported by the reference study, not measured here"
+        rows.append({
+            "run": name, "source": REPORTED, **_config_columns(preset.config),
+            "best val accuracy": preset.reported_val_accuracy, "test accuracy": preset.reported_test_accuracy,
+            "train time (s)": None, "status": REPORTED, "note": f"{note}; {preset.note}" if preset.note else note,
+        })
+    return rows
+
+
+def compare_table(runs: Sequence[RunInfo], reference_rows: Iterable[Mapping[str, Any]] = ()) -> pd.DataFrame:
+    """The Compare table: reference rows (reported, baselines) first, then one row per stored run.
+
+    Args:
+        runs: stored runs, e.g. RunStore.list_runs() (newest first).
+        reference_rows: rows not measured in this store, each a dict over TABLE_COLUMNS with its
+            own "source", e.g. reported_rows().
+
+    Returns:
+        DataFrame with exactly TABLE_COLUMNS; missing values are None/NaN.
+    """
+    rows = [dict(r) for r in reference_rows] + [run_row(info) for info in runs]
+    df = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    for col in ("weight decay", "learning rate", "best val accuracy", "test accuracy", "train time (s)"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    for col in ("epochs", "parameters"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+    return df
+
+
+def completed_runs(runs: Iterable[RunInfo]) -> list[RunInfo]:
+    """The completed runs, in the given order."""
+    return [r for r in runs if r.completed]
+
+
+def best_run(runs: Iterable[RunInfo]) -> RunInfo | None:
+    """The completed run with the highest best validation accuracy (never the test split); newest on ties."""
+    best = None
+    for info in runs:
+        val = (info.metrics or {}).get("best_val_accuracy")
+        if not info.completed or val is None:
+            continue
+        if best is None or val > best[0] or (val == best[0] and info.created > best[1].created):
+            best = (val, info)
+    return best[1] if best else None
+
+
+def run_label(info: RunInfo) -> str:
+    """'20261127-093000-ab12cd · [128, 64] relu adam wd=0.0005 · test 0.8834' for pickers."""
+    parts = [info.run_id]
+    if info.config is not None:
+        parts.append(info.config.describe())
+    test = (info.metrics or {}).get("test_accuracy")
+    parts.append(f"test {test:.4f}" if isinstance(test, float) else info.status)
+    return " · ".join(parts)
+
+
+def format_duration(seconds: float | None) -> str:
+    """'42 s', '3 min 05 s', '1 h 02 min'; '-' for None."""
+    if seconds is None:
+        return "-"
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def progress_text(snap: JobSnapshot) -> str:
+    """One line for a job: 'epoch 3/10 · ETA 12 s', 'queued, position 2', 'completed (cached)'..."""
+    if snap.status == "queued":
+        return f"queued, position {snap.position}" if snap.position else "queued"
+    if snap.status == "running":
+        if snap.epoch == 0:
+            return f"starting: {snap.epochs} epochs"
+        eta = f" · ETA {format_duration(snap.eta_s)}" if snap.eta_s is not None else ""
+        return f"epoch {snap.epoch}/{snap.epochs}{eta}"
+    if snap.status == "completed":
+        return "completed (cached: answered from the run store)" if snap.cached else (
+            f"completed in {format_duration(snap.elapsed_s)}")
+    text = f"{snap.status} after {len(snap.history)}/{snap.epochs} epochs"
+    return f"{text}: {snap.error}" if snap.error else text
+
+
+def queue_summary(active: Sequence[JobSnapshot]) -> str:
+    """The job queue in a few words: 'training 3/10 epochs · 2 queued', or 'idle'."""
+    running = [s for s in active if s.status == "running"]
+    queued = sum(1 for s in active if s.status == "queued")
+    parts = []
+    for s in running:
+        parts.append(f"training {s.epoch}/{s.epochs} epochs" if s.epoch else f"starting {s.epochs} epochs")
+    if queued:
+        parts.append(f"{queued} queued")
+    return " · ".join(parts) if parts else "idle: nothing training"
+
+
+def confusion_matrix(info: RunInfo) -> np.ndarray | None:
+    """A completed run's stored (10, 10) int confusion matrix, or None."""
+    cm = (info.metrics or {}).get("confusion")
+    return None if cm is None else np.asarray(cm, dtype=np.int64)
+
+
+def class_metrics_table(per_class: Mapping[str, Sequence[float]]) -> pd.DataFrame:
+    """Per-class precision, recall, F1 and support, one row per class labelled 'お (o)'."""
+    return pd.DataFrame({
+        "class": [c.label for c in CLASSES],
+        "precision": per_class["precision"],
+        "recall": per_class["recall"],
+        "f1": per_class["f1"],
+        "support": [int(s) for s in per_class["support"]],
+    })
+
+
+def cell_from_selection(selection: Mapping[str, Any] | None) -> tuple[int, int] | None:
+    """(true, predicted) class of the confusion cell a plotly selection event points at, if any.
+
+    The confusion chart carries customdata [true, pred] on each cell's click target;
+    without it, the point's x (predicted) and y (true) axis labels are matched to CLASSES.
+    """
+    points = (selection or {}).get("points") or []
+    for point in points:
+        custom = point.get("customdata")
+        if isinstance(custom, (list, tuple)) and len(custom) >= 2:
+            try:
+                true, pred = int(custom[0]), int(custom[1])
+            except (TypeError, ValueError):
+                continue
+            if 0 <= true < len(CLASSES) and 0 <= pred < len(CLASSES):
+                return true, pred
+        labels = {c.label: c.index for c in CLASSES}
+        if point.get("y") in labels and point.get("x") in labels:
+            return labels[point["y"]], labels[point["x"]]
+    return None
+
+
+def cell_samples(y_true: np.ndarray, pred: np.ndarray, proba: np.ndarray, true: int, predicted: int,
+                 limit: int = 36) -> tuple[np.ndarray, np.ndarray, int]:
+    """Test samples of class `true` predicted as `predicted`, most confident first.
+
+    Args:
+        y_true: (N,) test labels.
+        pred: (N,) predicted classes.
+        proba: (N, 10) predicted probabilities.
+        true, predicted: the confusion cell.
+        limit: most samples returned.
+
+    Returns:
+        (indices into the test split, the probability each got for `predicted`), at most `limit`
+        of each, and how many samples the cell holds in all.
+    """
+    idx = evaluate.cell_indices(y_true, pred, true, predicted)
+    p = proba[idx, predicted]
+    order = np.argsort(-p, kind="stable")[:limit]
+    return idx[order], p[order], len(idx)
+
+
+def top_class(proba: np.ndarray) -> tuple[KmnistClass, float]:
+    """The most probable class of one (10,) probability vector and its probability."""
+    i = int(np.argmax(proba))
+    return CLASSES[i], float(proba[i])
+
+
+def class_examples(labels: np.ndarray, cls: int, n: int = 8) -> np.ndarray:
+    """Indices of the first n samples of class `cls` (deterministic, for comparison galleries)."""
+    return np.flatnonzero(labels == cls)[:n]
+
+
+def enlarge(img: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement of a 2-D image, so 28x28 pixels stay crisp squares on screen."""
+    return np.repeat(np.repeat(np.asarray(img), factor, axis=0), factor, axis=1)

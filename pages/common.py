@@ -1,0 +1,243 @@
+"""Shared Streamlit helpers: the only st.cache_resource wrappers and what every page shows alike."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from kmnist_core import views
+from kmnist_core.data import ATTRIBUTION, ENV_DATA_DIR, Dataset, load_kmnist
+from kmnist_core.errors import KmnistError, RunNotFoundError, StoreError
+from kmnist_core.jobs import JobQueue
+from kmnist_core.store import RunInfo, RunStore, check_run_id, default_root
+
+TRAIN_PAGE = "pages/train.py"
+COMPARE_PAGE = "pages/compare.py"
+CONFUSION_PAGE = "pages/confusion.py"
+DRAW_PAGE = "pages/draw.py"
+
+ACTIVE_POLL_S = 1.0  # the sidebar's queue line while something trains
+IDLE_POLL_S = 10.0  # ... and while nothing does, to notice jobs other sessions submit
+
+_DATA_ERROR = "_kmnist_data_error"  # set by the frame on each full run: the load error, or ""
+_STORE_ERROR = "_kmnist_store_error"
+_SEEN_ACTIVE = "_kmnist_seen_active"  # job ids the sidebar saw active last time
+SELECTED_RUN = "selected_run"  # the run this session last looked at (Train result, Confusion, Draw)
+
+
+# --- the process-wide resources: created once, shared by every session ---
+
+
+@st.cache_resource(show_spinner="Loading the KMNIST data…")
+def _load_dataset(data_dir: str | None) -> Dataset:
+    # A DataError propagates and Streamlit caches nothing: the next run tries again, so fixing
+    # the folder and reloading the page recovers without a server restart.
+    return load_kmnist(data_dir)
+
+
+@st.cache_resource(show_spinner=False)
+def _open_store(root: str) -> RunStore:
+    return RunStore(root)
+
+
+@st.cache_resource(show_spinner=False, on_release=lambda q: q.close())
+def _open_queue(root: str, data_dir: str | None) -> JobQueue:
+    return JobQueue(_open_store(root), _load_dataset(data_dir))
+
+
+def data_dir() -> str | None:
+    """$KMNIST_DATA_DIR as an absolute path, or None (tensorflow-datasets)."""
+    value = os.environ.get(ENV_DATA_DIR)
+    return str(Path(value).expanduser().absolute()) if value else None
+
+
+def runs_dir() -> str:
+    """The run store's folder as an absolute path ($KMNIST_RUNS_DIR or ./runs)."""
+    return str(default_root().expanduser().absolute())
+
+
+def dataset() -> Dataset | None:
+    """The process-wide dataset, or None when it cannot be loaded (the frame shows why)."""
+    if st.session_state.get(_DATA_ERROR):
+        return None
+    try:
+        return _load_dataset(data_dir())
+    except KmnistError as e:
+        st.session_state[_DATA_ERROR] = str(e)
+        return None
+
+
+def store() -> RunStore | None:
+    """The process-wide run store, or None when its folder is unusable (the frame shows why)."""
+    try:
+        return _open_store(runs_dir())
+    except KmnistError as e:
+        st.session_state[_STORE_ERROR] = str(e)
+        return None
+
+
+def queue() -> JobQueue | None:
+    """The process-wide job queue, or None without data or store."""
+    if dataset() is None or store() is None:
+        return None
+    return _open_queue(runs_dir(), data_dir())
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def _load_model(path: str, mtime: float) -> Any:
+    from kmnist_core.model import load_model
+
+    try:
+        return load_model(path)
+    except Exception as e:  # noqa: BLE001 - any Keras load failure is a damaged run, said in one line
+        raise StoreError(f"{path} cannot be loaded ({type(e).__name__}: {str(e)[:120]})") from e
+
+
+def run_model(run_id: str) -> Any:
+    """The Keras model of a completed run, loaded once per process (keras is imported here, lazily).
+
+    Raises:
+        RunNotFoundError: the run is gone or has no model.
+        StoreError: the model file cannot be loaded.
+    """
+    path = store().model_path(run_id)
+    return _load_model(str(path), path.stat().st_mtime)
+
+
+# --- the frame: what every page shows ---
+
+
+def require_frame() -> None:
+    """Make sure the frame (dashboard.py) ran before this page.
+
+    Until the first st.navigation call of a server's life, Streamlit treats a folder named
+    pages/ as a legacy multipage app: the first request straight to /draw runs pages/draw.py
+    alone, listing every file (common.py too) in the sidebar. Clearing that legacy flag and
+    rerunning lets dashboard.py's st.navigation take over and open the same page. AppTest
+    starts every run that way and a rerun would drop the click being tested, so there the
+    frame is drawn here instead.
+    """
+    from streamlit import config
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if not getattr(PagesManager, "uses_pages_directory", False):
+        return
+    PagesManager.uses_pages_directory = False
+    if not config.get_option("global.appTest"):  # AppTest patches config.get_option, not st.get_option
+        st.rerun()
+    frame()
+
+
+def frame() -> None:
+    """Load the shared resources for this run; show a data or store error on top of any page."""
+    st.session_state[_DATA_ERROR] = ""
+    st.session_state[_STORE_ERROR] = ""
+    data, runs = dataset(), store()
+    if data is None:
+        st.error(st.session_state[_DATA_ERROR], icon=":material/error:")
+    if runs is None:
+        st.error(st.session_state[_STORE_ERROR], icon=":material/error:")
+    with st.sidebar:
+        if data is not None:
+            st.caption(f"**Data:** {data.describe()}")
+        else:
+            st.caption("**Data:** not loaded; fix the folder and reload the page")
+        if runs is not None:
+            st.caption(f"**Runs:** {runs.root}")
+        if data is not None and runs is not None:
+            queue_status()
+        st.caption(ATTRIBUTION)
+
+
+def queue_status() -> None:
+    """The job queue in one sidebar line, refreshed while jobs are active; reruns the page when one ends."""
+    q = queue()
+    interval = ACTIVE_POLL_S if q.active() else IDLE_POLL_S
+
+    @st.fragment(run_every=interval)
+    def _status() -> None:
+        active = q.active()
+        with st.container(key="queue_status"):
+            st.markdown(f"**Jobs:** {views.queue_summary(active)}")
+        ids = [s.job_id for s in active]
+        seen = st.session_state.get(_SEEN_ACTIVE)
+        st.session_state[_SEEN_ACTIVE] = ids
+        if seen is not None and (set(seen) - set(ids) or (ids and interval == IDLE_POLL_S)):
+            st.rerun()  # a job ended, or one started elsewhere: refresh the whole page
+
+    _status()
+
+
+# --- small shared pieces ---
+
+
+@contextlib.contextmanager
+def guard() -> Iterator[None]:
+    """Show the project's errors as one line instead of a traceback."""
+    try:
+        yield
+    except RunNotFoundError as e:
+        st.warning(str(e), icon=":material/warning:")
+    except KmnistError as e:
+        st.error(str(e), icon=":material/error:")
+
+
+def no_completed_run() -> None:
+    """Say there is nothing to show yet and link to Train."""
+    st.info("No completed run yet: train a model first.", icon=":material/info:")
+    st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/model_training:")
+
+
+def pick_run(runs: list[RunInfo], key: str, label: str = "Run") -> RunInfo | None:
+    """A picker of completed runs; default: ?run=, else this session's last run, else the best one.
+
+    A run asked for that no longer exists (deleted in another tab) is reported as such; a
+    malformed ?run= is rejected without touching the store. Shows the no-run message when
+    there is nothing completed.
+
+    Returns:
+        The chosen RunInfo, or None.
+    """
+    by_id = {r.run_id: r for r in runs}
+    completed = views.completed_runs(runs)
+    ids = [r.run_id for r in completed]
+    wanted = []
+    param = st.query_params.get("run")
+    if param is not None and key not in st.session_state:
+        try:
+            wanted.append(check_run_id(param))
+        except RunNotFoundError as e:
+            st.error(str(e), icon=":material/error:")
+    wanted += [st.session_state.get(key), st.session_state.get(SELECTED_RUN)]
+    for run_id in dict.fromkeys(r for r in wanted if r):
+        if run_id not in by_id:
+            st.warning(f"run {run_id} no longer exists", icon=":material/warning:")
+        elif run_id not in ids:
+            info = by_id[run_id]
+            reason = f": {info.reason}" if info.reason else ""
+            st.warning(f"run {run_id} is {info.status}{reason}; only completed runs can be shown here",
+                       icon=":material/warning:")
+    if st.session_state.get(key) not in ids:
+        st.session_state.pop(key, None)
+    if st.session_state.get(SELECTED_RUN) not in ids:
+        st.session_state.pop(SELECTED_RUN, None)
+    if not completed:
+        no_completed_run()
+        return None
+    if key not in st.session_state:
+        first = next((r for r in wanted if r in ids), None)
+        st.session_state[key] = first or views.best_run(completed).run_id
+    run_id = st.selectbox(label, ids, key=key, format_func=lambda r: views.run_label(by_id[r]))
+    st.session_state[SELECTED_RUN] = run_id
+    st.query_params["run"] = run_id
+    return by_id[run_id]
+
+
+def same_data(info: RunInfo, data: Dataset) -> bool:
+    """True if the run was trained and tested on this very dataset (its config key includes the data)."""
+    return info.config is not None and info.key == info.config.key(data.fingerprint)

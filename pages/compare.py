@@ -1,0 +1,139 @@
+"""Compare page: every stored run beside the reference study's reported numbers; curves; delete."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from kmnist_core import charts, views
+from kmnist_core.config import PRESETS, REFERENCE_PRESETS
+from kmnist_core.errors import KmnistError
+from kmnist_core.store import ACTIVE
+from pages import common
+
+CONFIRM = "compare_confirm_delete"  # run id waiting for the user to confirm its deletion
+DELETED = "compare_deleted"  # what the last deletion did, shown once
+ss = st.session_state
+
+COLUMN_CONFIG = {
+    "weight decay": st.column_config.NumberColumn(format="%g"),
+    "learning rate": st.column_config.NumberColumn(format="%g"),
+    "best val accuracy": st.column_config.NumberColumn(format="%.4f"),
+    "test accuracy": st.column_config.NumberColumn(format="%.4f"),
+    "train time (s)": st.column_config.NumberColumn(format="%.1f"),
+    "parameters": st.column_config.NumberColumn(format="localized"),
+}
+
+
+def reference_rows() -> list[dict]:
+    """Rows that are not runs of this store, shown above them: the reference study's reported numbers."""
+    return views.reported_rows()
+
+
+def _table(runs) -> None:
+    table = views.compare_table(runs, reference_rows())
+    st.caption("Rows with source **reported** are the reference study's published numbers, not runs of ours; "
+               "**measured** rows are runs in this store. Click a column header to sort.")
+    st.dataframe(table, key="compare_table", hide_index=True, column_config=COLUMN_CONFIG)
+    st.download_button("Download CSV", table.to_csv(index=False).encode(), file_name="kmnist-runs.csv",
+                       mime="text/csv", key="compare_csv", icon=":material/download:")
+
+
+def _references() -> None:
+    q = common.queue()
+    hint = "Queues " + ", ".join(REFERENCE_PRESETS) + "; configurations already trained come from the store"
+    if st.button("Run the four reference configurations", key="compare_run_references", disabled=q is None,
+                 help=hint):
+        cached = 0
+        for name in REFERENCE_PRESETS:
+            job_id = q.submit(PRESETS[name].config)
+            cached += q.progress(job_id).cached
+        queued = len(REFERENCE_PRESETS) - cached
+        st.success(f"{queued} queued, {cached} already in the store; the table updates as they finish.",
+                   icon=":material/playlist_add_check:")
+    if q is not None:
+        active = q.active()
+        if active:
+            st.caption("In progress: " + "; ".join(f"{s.config.describe()}: {views.progress_text(s)}" for s in active))
+
+
+def _curves(runs) -> None:
+    with_history = [r for r in runs if r.history]
+    if not with_history:
+        return
+    labels = {r.run_id: views.run_label(r) for r in with_history}
+    default = [r.run_id for r in views.completed_runs(with_history)[:3]]
+    left, right = st.columns([3, 1])
+    chosen = left.multiselect("Runs to overlay", list(labels), default=default, key="compare_overlay",
+                              format_func=labels.get)
+    metric = right.selectbox("Curve", list(charts.CURVE_METRICS), key="compare_metric",
+                             format_func=charts.CURVE_METRICS.get)
+    by_id = {r.run_id: r for r in with_history}
+    histories = {f"{rid} {by_id[rid].config.describe() if by_id[rid].config else ''}": by_id[rid].history
+                 for rid in chosen}
+    st.plotly_chart(charts.overlay_curves(histories, metric), key="compare_curves")
+
+
+def _ask_delete() -> None:
+    ss[CONFIRM] = ss.get("compare_delete_run")
+
+
+def _cancel_delete() -> None:
+    ss.pop(CONFIRM, None)
+
+
+def _confirm_delete(run_id: str) -> None:
+    ss.pop(CONFIRM, None)
+    ss.pop("compare_delete_run", None)
+    try:
+        common.store().delete(run_id)
+        ss[DELETED] = f"run {run_id} deleted"
+    except KmnistError as e:
+        ss[DELETED] = str(e)
+
+
+def _delete(runs) -> None:
+    deletable = [r.run_id for r in runs if r.status not in ACTIVE]
+    if not deletable:
+        return
+    labels = {r.run_id: views.run_label(r) for r in runs}
+    left, right = st.columns([3, 1])
+    run_id = left.selectbox("Run to delete", deletable, key="compare_delete_run", format_func=labels.get,
+                            index=None, placeholder="choose a run", help="Queued and running runs: stop them first")
+    right.button("Delete…", key="compare_delete", disabled=run_id is None, icon=":material/delete:",
+                 on_click=_ask_delete)
+    pending = ss.get(CONFIRM)
+    if not pending:
+        return
+    st.warning(f"Delete run {pending}? Its model, curves and results are removed for good.",
+               icon=":material/warning:")
+    yes, no = st.columns(2)
+    yes.button(f"Yes, delete {pending}", key="compare_delete_yes", type="primary", on_click=_confirm_delete,
+               args=(pending,))
+    no.button("Cancel", key="compare_delete_no", on_click=_cancel_delete)
+
+
+def main() -> None:
+    st.title("Compare")
+    if message := ss.pop(DELETED, None):
+        st.info(message, icon=":material/delete:")
+    runs_store = common.store()
+    if runs_store is None:
+        return
+    runs = runs_store.list_runs()
+    _table(runs)
+    _references()
+    if not views.completed_runs(runs):
+        common.no_completed_run()
+    _curves(runs)
+    table = views.compare_table(views.completed_runs(runs))
+    if len(table):
+        st.subheader("Hyperparameters against test accuracy")
+        st.plotly_chart(charts.parallel_coordinates(table), key="compare_parcoords")
+    if runs:
+        st.subheader("Delete a run")
+        _delete(runs)
+
+
+common.require_frame()
+with common.guard():
+    main()

@@ -1,0 +1,86 @@
+"""Confusion page: a run's test confusion matrix; click a cell to see its images; per-class metrics."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from kmnist_core import charts, views
+from kmnist_core.data import CLASSES
+from pages import common
+
+GALLERY_SIZE = 36
+ZOOM = 3  # 28 px -> 84 px on screen, nearest-neighbour
+TRUE, PRED = "confusion_true", "confusion_pred"
+ss = st.session_state
+
+
+def _on_click() -> None:
+    """A clicked cell sets the two class pickers, which are the one record of the chosen cell."""
+    event = ss.get("confusion_chart")
+    cell = views.cell_from_selection(event.get("selection") if event else None)
+    if cell is not None:
+        ss[TRUE], ss[PRED] = cell
+
+
+def _gallery(info, data, true: int, pred: int) -> None:
+    runs = common.store()
+    with st.container(key="confusion_gallery"):
+        title = "correctly classified" if true == pred else f"predicted as {CLASSES[pred].label}"
+        if not common.same_data(info, data):
+            st.warning(f"run {info.run_id} was tested on other data ({info.data_source}); "
+                       "its images cannot be shown with the data loaded now.", icon=":material/warning:")
+            return
+        y_pred, proba = runs.load_predictions(info.run_id)
+        idx, probs, total = views.cell_samples(data.y_test, y_pred, proba, true, pred, limit=GALLERY_SIZE)
+        st.subheader(f"True {CLASSES[true].label}, {title}: {total} test images")
+        if total == 0:
+            st.caption("No test image falls in this cell.")
+            return
+        shown = f"the {len(idx)} most confident" if total > len(idx) else "all"
+        st.caption(f"Showing {shown}, each with the probability the model gave to {CLASSES[pred].label}.")
+        st.image([views.enlarge(data.x_test[i], ZOOM) for i in idx],
+                 caption=[f"p={p:.2f}" for p in probs], width=28 * ZOOM)
+
+
+def main() -> None:
+    st.title("Confusion matrix")
+    runs_store, data = common.store(), common.dataset()
+    if runs_store is None:
+        return
+    info = common.pick_run(runs_store.list_runs(), key="confusion_run")
+    if info is None:
+        return
+    matrix = views.confusion_matrix(info)
+    m = info.metrics
+    c1, c2, c3 = st.columns([1, 1, 2])
+    c1.metric("Test accuracy", f"{m['test_accuracy']:.4f}")
+    c2.metric("Best val accuracy", f"{m['best_val_accuracy']:.4f}")
+    with c3:
+        mode = st.radio("Values", ["counts", "row-normalised"], key="confusion_mode", horizontal=True,
+                        help="row-normalised: each row divided by the number of test images of that class")
+    ss.setdefault(TRUE, None)
+    ss.setdefault(PRED, None)
+    cell = (ss[TRUE], ss[PRED]) if ss[TRUE] is not None and ss[PRED] is not None else None
+    fig = charts.confusion_heatmap(matrix, normalised=mode == "row-normalised", selected=cell)
+    st.plotly_chart(fig, key="confusion_chart", on_select=_on_click, selection_mode="points")
+    st.caption("Rows: the true class; columns: what the model predicted. Click a cell to see its test images, "
+               "or choose the classes here:")
+    left, right = st.columns(2)
+    labels = lambda i: CLASSES[i].label  # noqa: E731
+    left.selectbox("True class", range(len(CLASSES)), key=TRUE, format_func=labels, index=None,
+                   placeholder="choose a class")
+    right.selectbox("Predicted as", range(len(CLASSES)), key=PRED, format_func=labels, index=None,
+                    placeholder="choose a class")
+    if ss[TRUE] is not None and ss[PRED] is not None:
+        if data is None:
+            st.info("The test images need the data, which could not be loaded.", icon=":material/info:")
+        else:
+            _gallery(info, data, ss[TRUE], ss[PRED])
+    st.subheader("Per-class precision, recall and F1")
+    st.dataframe(views.class_metrics_table(m["per_class"]), hide_index=True, key="confusion_per_class",
+                 column_config={c: st.column_config.NumberColumn(format="%.4f") for c in ("precision", "recall", "f1")})
+
+
+common.require_frame()
+with common.guard():
+    main()

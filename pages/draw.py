@@ -1,0 +1,100 @@
+"""Draw page: draw (or upload) a character and see what a trained model makes of it."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+from streamlit_drawable_canvas import st_canvas
+
+from kmnist_core import charts, drawing, views
+from kmnist_core.errors import InputError
+from kmnist_core.train import predict_proba
+from pages import common
+
+CANVAS = 280  # px; KMNIST is 28 px, so the canvas is 10x
+PREVIEW_ZOOM = 6  # the 28x28 model input, enlarged nearest-neighbour to 168 px
+EXAMPLES = 8
+MAX_UPLOAD_BYTES = 2_000_000  # matches server.maxUploadSize = 2 (MB) in .streamlit/config.toml
+ss = st.session_state
+
+
+def _image() -> tuple[np.ndarray | None, str]:
+    """The canvas and upload widgets; returns (RGBA image or None, where it came from)."""
+    st.space("small")  # room for the canvas toolbar, which floats above the canvas
+    width = ss.get("draw_stroke", 18)
+    result = st_canvas(
+        fill_color="rgba(255, 255, 255, 0)", stroke_width=width, stroke_color="#FFFFFF",
+        background_color="#000000", height=CANVAS, width=CANVAS, drawing_mode="freedraw",
+        return_image_data=True, update_streamlit=True, key="canvas",
+    )
+    st.caption("White ink on black, like KMNIST. The toolbar above the canvas undoes, redoes and clears.")
+    st.slider("Stroke width", 4, 40, 18, key="draw_stroke", help="Pen width in canvas pixels")
+    upload = st.file_uploader("…or upload a PNG or JPEG", type=["png", "jpg", "jpeg"], key="draw_upload",
+                              help=f"At most {MAX_UPLOAD_BYTES // 1_000_000} MB")
+    if upload is not None:
+        try:
+            return drawing.decode_upload(upload.getvalue(), max_bytes=MAX_UPLOAD_BYTES), "upload"
+        except InputError as e:
+            st.error(str(e), icon=":material/error:")
+            return None, "upload"
+    try:
+        return result.image_data, "canvas"  # None until the first stroke
+    except (ValueError, OSError) as e:  # a canvas message that is not a PNG data URL
+        st.error(f"the drawing could not be read ({type(e).__name__}); clear the canvas and draw again",
+                 icon=":material/error:")
+        return None, "canvas"
+
+
+def _prediction(run_id: str, img28: np.ndarray, data) -> None:
+    with st.spinner("Loading the model…"):
+        model = common.run_model(run_id)
+    proba = predict_proba(model, img28[None])[0]  # (10,)
+    top, p = views.top_class(proba)
+    with st.container(key="prediction"):
+        st.markdown(f"<div style='font-size:6rem;line-height:1.1'>{top.hiragana}</div>", unsafe_allow_html=True)
+        st.markdown(f"### {top.romaji} · {p:.1%}")
+    st.plotly_chart(charts.probability_bars(proba), key="draw_proba")
+    if data is not None:
+        st.caption(f"Training images of {top.label}, for comparison:")
+        idx = views.class_examples(data.y_train, top.index, EXAMPLES)
+        cols = st.columns(len(idx) or 1)
+        for col, i in zip(cols, idx, strict=False):
+            col.image(views.enlarge(data.x_train[i], 3))
+
+
+def main() -> None:
+    st.title("Draw")
+    runs_store = common.store()
+    if runs_store is None:
+        return
+    info = common.pick_run(runs_store.list_runs(), key="draw_run", label="Model")
+    if info is None:
+        return
+    left, middle, right = st.columns([3, 2, 3])
+    with left:
+        rgba, source = _image()
+    try:
+        img28 = drawing.preprocess_canvas(rgba) if rgba is not None else None
+    except InputError as e:
+        with middle:
+            st.error(str(e), icon=":material/error:")
+        return
+    with middle:
+        st.markdown("**Model input (28×28)**")
+        with st.container(key="draw_preview"):
+            if img28 is None:
+                st.info("Draw a character on the canvas (or upload an image) to classify it.",
+                        icon=":material/draw:")
+            else:
+                st.image(views.enlarge(img28, PREVIEW_ZOOM), caption=f"from the {source}")
+    with right, common.guard():
+        if img28 is not None:
+            _prediction(info.run_id, img28, common.dataset())
+        else:
+            with st.spinner("Loading the model…"):
+                common.run_model(info.run_id)  # after the canvas is on screen, so the first stroke is fast
+
+
+common.require_frame()
+with common.guard():
+    main()
