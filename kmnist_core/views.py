@@ -38,7 +38,7 @@ TABLE_COLUMNS = (
     "run", "source", "hidden layers", "activation", "optimizer", "weight decay", "learning rate", "epochs",
     "parameters", "best val accuracy", "test accuracy", "train time (s)", "status", "options", "note",
 )
-MEASURED, REPORTED = "measured", "reported"
+MEASURED, REPORTED, BASELINE = "measured", "reported", "baseline"
 # Fields beyond the study's own columns; the "options" column lists those that differ from the defaults.
 _OPTION_LABELS = {
     "batch_size": "batch", "val_fraction": "val", "seed": "seed", "dropout": "dropout", "augment": "augment",
@@ -107,6 +107,15 @@ def reported_rows(names: Iterable[str] = REFERENCE_PRESETS) -> list[dict[str, An
             "train time (s)": None, "status": REPORTED, "note": f"{note}; {preset.note}" if preset.note else note,
         })
     return rows
+
+
+def baseline_rows(baselines: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The classic k-NN baselines (kmnist_core.baselines), one row each, marked source='baseline'."""
+    return [
+        {"run": b.label, "source": BASELINE, "test accuracy": b.test_accuracy, "train time (s)": b.seconds,
+         "status": BASELINE, "note": f"measured here on the loaded data: {b.method}"}
+        for b in baselines.values()
+    ]
 
 
 def compare_table(runs: Sequence[RunInfo], reference_rows: Iterable[Mapping[str, Any]] = ()) -> pd.DataFrame:

@@ -109,6 +109,28 @@ def run_model(run_id: str) -> Any:
     return _load_model(str(path), path.stat().st_mtime)
 
 
+def baselines() -> dict | None:
+    """The k-NN baselines of the loaded data if they are cached in the store, else None (cheap)."""
+    from kmnist_core.baselines import load_baselines
+
+    data, runs = dataset(), store()
+    return None if data is None or runs is None else load_baselines(runs, data)
+
+
+def compute_baselines_button(key: str) -> None:
+    """A button that computes and caches the k-NN baselines once per dataset (about 15 s)."""
+    from kmnist_core.baselines import load_or_compute_baselines
+
+    data, runs = dataset(), store()
+    if data is None or runs is None:
+        return
+    if st.button("Compute the k-NN baselines", key=key, icon=":material/calculate:",
+                 help="4-NN on raw pixels and PCA(50) + 4-NN, once per dataset; cached in the run store"):
+        with st.spinner("Fitting 4-NN and PCA(50) + 4-NN…"):
+            load_or_compute_baselines(runs, data)
+        st.rerun()
+
+
 # --- the frame: what every page shows ---
 
 

@@ -24,16 +24,15 @@ COLUMN_CONFIG = {
 }
 
 
-def reference_rows() -> list[dict]:
-    """Rows that are not runs of this store, shown above them: the reference study's reported numbers."""
-    return views.reported_rows()
-
-
 def _table(runs) -> None:
-    table = views.compare_table(runs, reference_rows())
+    cached = common.baselines()
+    table = views.compare_table(runs, views.reported_rows() + (views.baseline_rows(cached) if cached else []))
     st.caption("Rows with source **reported** are the reference study's published numbers, not runs of ours; "
+               "**baseline** rows are classic k-NN classifiers fitted here on the same data; "
                "**measured** rows are runs in this store. Click a column header to sort.")
     st.dataframe(table, key="compare_table", hide_index=True, column_config=COLUMN_CONFIG)
+    if cached is None:
+        common.compute_baselines_button("compare_baselines")
     st.download_button("Download CSV", table.to_csv(index=False).encode(), file_name="kmnist-runs.csv",
                        mime="text/csv", key="compare_csv", icon=":material/download:")
 

@@ -22,15 +22,11 @@ def _on_click() -> None:
         ss[TRUE], ss[PRED] = cell
 
 
-def _gallery(info, data, true: int, pred: int) -> None:
-    runs = common.store()
+def _gallery(predictions, data, true: int, pred: int) -> None:
+    """Test images of the cell (true, pred); `predictions` gives (y_pred, proba) when called."""
     with st.container(key="confusion_gallery"):
         title = "correctly classified" if true == pred else f"predicted as {CLASSES[pred].label}"
-        if not common.same_data(info, data):
-            st.warning(f"run {info.run_id} was tested on other data ({info.data_source}); "
-                       "its images cannot be shown with the data loaded now.", icon=":material/warning:")
-            return
-        y_pred, proba = runs.load_predictions(info.run_id)
+        y_pred, proba = predictions()
         idx, probs, total = views.cell_samples(data.y_test, y_pred, proba, true, pred, limit=GALLERY_SIZE)
         st.subheader(f"True {CLASSES[true].label}, {title}: {total} test images")
         if total == 0:
@@ -42,19 +38,49 @@ def _gallery(info, data, true: int, pred: int) -> None:
                  caption=[f"p={p:.2f}" for p in probs], width=28 * ZOOM)
 
 
+def _subject(runs_store, data):
+    """What to show: a stored run or a cached k-NN baseline.
+
+    Returns:
+        (metrics dict with test_accuracy, best_val_accuracy, per_class, confusion; a callable giving
+        (y_pred, proba); a warning if the predictions are not of the loaded data), or None.
+    """
+    cached = common.baselines()
+    kind = "run"
+    if cached:
+        kind = st.radio("Show", ["run", *cached], key="confusion_source", horizontal=True,
+                        format_func=lambda k: "a training run" if k == "run" else f"baseline: {cached[k].label}")
+    if kind != "run":
+        b = cached[kind]
+        metrics = {"test_accuracy": b.test_accuracy, "best_val_accuracy": None, "per_class": b.per_class,
+                   "confusion": b.confusion}
+        return metrics, lambda: (b.test_pred, b.test_proba), None
+    info = common.pick_run(runs_store.list_runs(), key="confusion_run")
+    if info is None:
+        return None
+    warning = None
+    if data is not None and not common.same_data(info, data):
+        warning = (f"run {info.run_id} was tested on other data ({info.data_source}); "
+                   "its images cannot be shown with the data loaded now.")
+    metrics = {**info.metrics, "confusion": views.confusion_matrix(info)}
+    return metrics, lambda: runs_store.load_predictions(info.run_id), warning
+
+
 def main() -> None:
     st.title("Confusion matrix")
     runs_store, data = common.store(), common.dataset()
     if runs_store is None:
         return
-    info = common.pick_run(runs_store.list_runs(), key="confusion_run")
-    if info is None:
+    subject = _subject(runs_store, data)
+    if subject is None:
         return
-    matrix = views.confusion_matrix(info)
-    m = info.metrics
+    m, predictions, warning = subject
+    matrix = m["confusion"]
     c1, c2, c3 = st.columns([1, 1, 2])
     c1.metric("Test accuracy", f"{m['test_accuracy']:.4f}")
-    c2.metric("Best val accuracy", f"{m['best_val_accuracy']:.4f}")
+    val = m.get("best_val_accuracy")
+    c2.metric("Best val accuracy", f"{val:.4f}" if val is not None else "n/a", help="k-NN has no validation step"
+              if val is None else None)
     with c3:
         mode = st.radio("Values", ["counts", "row-normalised"], key="confusion_mode", horizontal=True,
                         help="row-normalised: each row divided by the number of test images of that class")
@@ -74,8 +100,10 @@ def main() -> None:
     if ss[TRUE] is not None and ss[PRED] is not None:
         if data is None:
             st.info("The test images need the data, which could not be loaded.", icon=":material/info:")
+        elif warning:
+            st.warning(warning, icon=":material/warning:")
         else:
-            _gallery(info, data, ss[TRUE], ss[PRED])
+            _gallery(predictions, data, ss[TRUE], ss[PRED])
     st.subheader("Per-class precision, recall and F1")
     st.dataframe(views.class_metrics_table(m["per_class"]), hide_index=True, key="confusion_per_class",
                  column_config={c: st.column_config.NumberColumn(format="%.4f") for c in ("precision", "recall", "f1")})

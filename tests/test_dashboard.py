@@ -298,6 +298,31 @@ def test_confusion_cell_selection_shows_that_cells_test_images(with_run, data):
     assert np.allclose(z.sum(axis=1), 1.0)
 
 
+def test_knn_baselines_are_computed_once_then_listed_in_compare_and_shown_in_confusion(with_run, data):
+    from kmnist_core.baselines import load_baselines
+
+    at = app("pages/compare.py")
+    table = at.dataframe[0].value
+    assert "baseline" not in set(table["source"])
+    at.button(key="compare_baselines").click().run()
+    assert not at.exception, at.exception
+    cached = load_baselines(RunStore(), data)
+    assert cached is not None  # computed by the button and cached in the run store
+    table = at.dataframe[0].value
+    rows = table[table["source"] == "baseline"]
+    assert sorted(rows["test accuracy"].round(4)) == sorted(round(b.test_accuracy, 4) for b in cached.values())
+    assert "compare_baselines" not in [b.key for b in at.button]  # once cached, no button
+    at.switch_page("pages/confusion.py").run()
+    at.radio(key="confusion_source").set_value("knn4").run()
+    assert not at.exception, at.exception
+    knn = cached["knn4"]
+    assert chart_spec(at)["data"][0]["z"] == knn.confusion.tolist()
+    assert at.metric[0].value == f"{knn.test_accuracy:.4f}"
+    at.selectbox(key="confusion_true").set_value(2)
+    at.selectbox(key="confusion_pred").set_value(2).run()
+    assert f"True {CLASSES[2].label}, correctly classified: {knn.confusion[2, 2]} test images" in texts(at.subheader)
+
+
 def test_a_run_deleted_elsewhere_shows_no_longer_exists(with_run):
     at = app("pages/confusion.py")
     assert at.selectbox(key="confusion_run").value == with_run
