@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUBSET := $(abspath ../shared/data/kmnist-subset)
 TEST_DATA_DIR := $(if $(KMNIST_DATA_DIR),$(KMNIST_DATA_DIR),$(SUBSET))
+# make run: $KMNIST_DATA_DIR, else the offline subset when it sits beside the repo, else tfds.
+RUN_DATA_DIR := $(if $(KMNIST_DATA_DIR),$(KMNIST_DATA_DIR),$(wildcard $(SUBSET)))
 
 .PHONY: run test bench screenshots browser clean
 
@@ -18,7 +20,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	touch $@
 
 run: $(VENV)/.installed
-	$(PY) -m streamlit run dashboard.py
+	KMNIST_DATA_DIR=$(RUN_DATA_DIR) $(PY) -m streamlit run dashboard.py
 
 # Debian's Chromium for the browser tests; Playwright's own browser download cannot work offline.
 browser:
