@@ -32,5 +32,10 @@ test: $(VENV)/.installed-dev browser
 bench: $(VENV)/.installed-dev browser
 	KMNIST_DATA_DIR=$(TEST_DATA_DIR) $(PY) -m kmnist_core.bench
 
+# README screenshots from a real server with real runs; Chromium needs a Japanese font for the labels.
+screenshots: $(VENV)/.installed-dev browser
+	@fc-list :lang=ja 2>/dev/null | grep -q . || { apt-get update -qq && apt-get install -y -qq fonts-noto-cjk >/dev/null; }
+	KMNIST_DATA_DIR=$(TEST_DATA_DIR) $(PY) tests/e2e/screenshots.py
+
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache

@@ -1,10 +1,10 @@
-"""train(config, data, on_progress, stop): one Keras fit with one callback for progress and Stop."""
+"""train(config, data, on_progress, stop): Keras train steps, many per call, one callback for progress and Stop."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,11 +15,22 @@ from .config import TrainConfig
 from .data import Dataset, split_validation
 from .model import build_model, make_loss, make_optimizer
 
-# Measured on this 2-core machine for [128, 64] at batch 128 on 60k samples: plain fit
-# 1.3 s/epoch, steps_per_execution=16 0.8 s, plus jit_compile 0.63 s; but XLA compiles for
-# about 5 s per run, which costs more than it saves on short runs (see bench).
-STEPS_PER_EXECUTION = 16
-JIT_COMPILE = False
+# Training runs Keras' own train_step/test_step in a loop of our own (_EpochLoop) instead of
+# model.fit. Measured on this 2-core machine ([128, 64] relu Adam; `python -m kmnist_core.bench`):
+# - 8k subset, 5 epochs at batch 128: fit spent ~2 s per run tracing (its multi-step while_loop
+#   with Optionals traces train_step twice, plus the partial last batch and evaluate()) and
+#   ~0.25 s per epoch on tf.data/evaluate set-up for 57 steps; this loop traces train_step once
+#   (~0.5 s) and an epoch takes ~0.13 s.
+# - 60k samples: steady epochs of ~0.8 s (batch 128) without XLA, ~0.45 s with it; XLA adds
+#   ~1.5 s of compiling per run (3+ s on a loaded CPU) and saves ~0.8 ms per step, so it is used
+#   when a run has more than ~2,000 steps (use_xla). Plain fit: 1.3 s at batch 128, 4.3 s at 32.
+JIT_COMPILE: bool | None = None  # None: use_xla() decides from the run's length
+XLA_COMPILE_S = 1.6  # extra seconds XLA compiling costs per run
+XLA_SAVES_PER_STEP_S = 0.0008  # seconds XLA saves per training step
+FIRST_CHUNK = 4  # training steps in the first call, which also traces
+CHUNK_S = 0.05  # later calls run as many steps as take about this long: Stop and progress stay prompt
+VAL_BATCH = 4096  # validation samples per call
+FAST_PATH_MAX = 64  # predict_proba: batches up to this size use the model's cached compiled forward pass
 PROGRESS_INTERVAL_S = 0.1  # within-epoch progress at most ~10 times a second
 
 Progress = dict[str, Any]
@@ -146,6 +157,122 @@ def targets(config: TrainConfig, labels: np.ndarray) -> np.ndarray:
     return labels
 
 
+def epoch_orders(seed: int, n: int) -> Iterator[np.ndarray]:
+    """The order in which each epoch visits the n training samples: seeded, so the same for the same config."""
+    rng = np.random.default_rng(seed)
+    while True:
+        yield rng.permutation(n).astype(np.int32)  # (n,)
+
+
+def use_xla(config: TrainConfig, n_train: int) -> bool:
+    """Whether XLA's compile time (seconds) pays for itself over this run's steps."""
+    if JIT_COMPILE is not None:
+        return JIT_COMPILE
+    if config.augment > 0:
+        return False  # the random image layers are not all XLA-compilable
+    steps = -(-n_train // config.batch_size) * config.epochs
+    return steps * XLA_SAVES_PER_STEP_S > XLA_COMPILE_S
+
+
+class _EpochLoop:
+    """Runs Keras' own train_step / test_step over data held as tensors, many steps per call.
+
+    The role model.fit plays, minus its per-epoch tf.data pipeline, per-epoch evaluate() set-up
+    and per-step while_loop/Optional machinery; the numbers that justify it are in the module
+    comment at the top and in `python -m kmnist_core.bench`.
+    """
+
+    def __init__(self, model: Any, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+                 batch_size: int, jit: bool):
+        import tensorflow as tf
+
+        self.model, self.batch_size = model, batch_size
+        self.n = len(x)
+        self.full_steps, self.tail = divmod(self.n, batch_size)
+        self.steps = self.full_steps + (1 if self.tail else 0)
+        self.x_val, self.y_val = x_val, y_val
+        x_t, y_t = tf.constant(x), tf.constant(y)  # (N, 28, 28) uint8, (N,) labels or (N, 10) one-hot
+        self.chunk, self.calls = FIRST_CHUNK, 0
+
+        def run_steps(order, start, count):
+            # order: (S, B) sample indices per step; runs steps start .. start+count-1, one trace of train_step
+            def body(i, logs):
+                idx = order[i]
+                return i + 1, model.train_step((tf.gather(x_t, idx), tf.gather(y_t, idx)))
+
+            _, logs = tf.while_loop(lambda i, _: i < start + count, body, (start, model.get_metrics_result()))
+            return logs
+
+        def test(x, y):
+            return model.test_step((x, y))
+
+        def spec(a):
+            return tf.TensorSpec((None, *a.shape[1:]), tf.as_dtype(a.dtype))
+
+        scalar = tf.TensorSpec((), tf.int32)
+        signature = (tf.TensorSpec((None, None), tf.int32), scalar, scalar)
+        self._run_steps = tf.function(run_steps, jit_compile=jit, autograph=False, input_signature=signature)
+        # XLA compiles once per input shape: the short last batch of an epoch runs uncompiled,
+        # which costs a trace (~0.3 s) instead of a second XLA compile (~1.5 s).
+        self._run_tail = (tf.function(run_steps, autograph=False, input_signature=signature)
+                          if jit else self._run_steps)
+        self._test = tf.function(test, autograph=False, input_signature=(spec(x_val), spec(y_val)))
+        self._to_tensor = tf.constant
+        # Build the optimizer, loss and metric state eagerly, outside the traced functions.
+        model.optimizer.build(model.trainable_variables)
+        model.test_step((x[:1], y[:1]))
+        model.reset_metrics()
+
+    def fit(self, epochs: int, callbacks: Any, seed: int) -> None:
+        """Train for `epochs` epochs, calling the Keras callbacks as model.fit does."""
+        model = self.model
+        orders = epoch_orders(seed, self.n)
+        model.stop_training = False
+        callbacks.on_train_begin()
+        for epoch, order in zip(range(epochs), orders):
+            model.reset_metrics()
+            callbacks.on_epoch_begin(epoch)
+            finished, logs = self._train_epoch(order, callbacks)
+            if not finished:
+                break  # stopped mid-epoch: that epoch is not reported
+            logs.update(self.evaluate())
+            callbacks.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+        callbacks.on_train_end()
+
+    def _train_epoch(self, order: np.ndarray, callbacks: Any) -> tuple[bool, dict[str, float]]:
+        model, b = self.model, self.batch_size
+        full = self._to_tensor(order[: self.full_steps * b].reshape(self.full_steps, b))
+        done, logs = 0, {}
+        while done < self.full_steps and not model.stop_training:
+            count = min(self.chunk, self.full_steps - done)
+            t = time.perf_counter()
+            logs = self._run_steps(full, done, count)
+            self._tune(count, time.perf_counter() - t)
+            done += count
+            callbacks.on_train_batch_end(done - 1, logs)
+        if self.tail and not model.stop_training:
+            logs = self._run_tail(self._to_tensor(order[None, self.full_steps * b :]), 0, 1)
+            done += 1
+            callbacks.on_train_batch_end(done - 1, logs)
+        return done == self.steps, {k: float(v) for k, v in logs.items()}
+
+    def _tune(self, count: int, seconds: float) -> None:
+        """Size the next call so that it takes about CHUNK_S: progress and Stop stay prompt."""
+        self.calls += 1
+        if self.calls > 1 and seconds > 0:  # the first call includes tracing / compiling
+            self.chunk = max(1, min(self.full_steps, round(count * CHUNK_S / seconds)))
+
+    def evaluate(self) -> dict[str, float]:
+        """val_loss and val_accuracy on the whole validation split, in a few large batches."""
+        self.model.reset_metrics()
+        logs = {}
+        for i in range(0, len(self.x_val), VAL_BATCH):
+            logs = self._test(self.x_val[i : i + VAL_BATCH], self.y_val[i : i + VAL_BATCH])
+        return {f"val_{k}": float(v) for k, v in logs.items()}
+
+
 def train(
     config: TrainConfig,
     data: Dataset,
@@ -177,27 +304,16 @@ def train(
     steps = -(-len(x_tr) // config.batch_size)
 
     model = build_model(config)
-    model.compile(
-        optimizer=make_optimizer(config, steps),
-        loss=make_loss(config),
-        metrics=["accuracy"],
-        steps_per_execution=min(STEPS_PER_EXECUTION, steps),
-        jit_compile=JIT_COMPILE,
-    )
+    model.compile(optimizer=make_optimizer(config, steps), loss=make_loss(config), metrics=["accuracy"],
+                  jit_compile=False)
+    loop = _EpochLoop(model, x_tr, targets(config, y_tr), x_val, targets(config, y_val), config.batch_size,
+                      jit=use_xla(config, len(x_tr)))
+    del x_tr  # the loop holds its own copy as a tensor
     cb = _progress_callback_class()(config.epochs, steps, on_progress, stop)
     callbacks = [cb]
     if config.early_stopping > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.early_stopping))
-    model.fit(
-        x_tr,
-        targets(config, y_tr),
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        validation_data=(x_val, targets(config, y_val)),
-        shuffle=True,
-        callbacks=callbacks,
-        verbose=0,
-    )
+    loop.fit(config.epochs, keras.callbacks.CallbackList(callbacks, model=model), seed=config.seed)
     params = count_params(config)
     if cb.cancelled:
         return TrainResult(config, "cancelled", cb.history, wall_seconds=time.perf_counter() - started,
@@ -225,6 +341,15 @@ def train(
 
 
 def predict_proba(model: Any, images: np.ndarray, batch_size: int = 2048) -> np.ndarray:
-    """(N, 10) float32 class probabilities; calls the model directly, skipping predict()'s overhead."""
+    """(N, 10) float32 class probabilities, without model.predict's per-call overhead.
+
+    Small batches (a drawing) go through the model's cached compiled forward pass
+    (predict.predictor_for: ~1 ms once warm, after a one-off trace of ~0.2 s); large ones
+    call the model directly in batches, which needs no trace.
+    """
+    if 0 < len(images) <= FAST_PATH_MAX:
+        from .predict import predictor_for
+
+        return predictor_for(model).proba(np.asarray(images))
     out = [np.asarray(model(images[i : i + batch_size], training=False)) for i in range(0, len(images), batch_size)]
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 10), np.float32)

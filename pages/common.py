@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import script_runner
 
 from kmnist_core import views
 from kmnist_core.data import ATTRIBUTION, ENV_DATA_DIR, Dataset, load_kmnist
@@ -28,6 +29,13 @@ _DATA_ERROR = "_kmnist_data_error"  # set by the frame on each full run: the loa
 _STORE_ERROR = "_kmnist_store_error"
 _SEEN_ACTIVE = "_kmnist_seen_active"  # job ids the sidebar saw active last time
 SELECTED_RUN = "selected_run"  # the run this session last looked at (Train result, Confusion, Draw)
+
+# Once keras is imported, Streamlit calls keras.backend.clear_session() after every script and
+# fragment run (script_runner._clean_problem_modules): a TF graph reset, an eager-kernel-cache
+# flush and a gc.collect() in the process whose job queue is training, several times a second
+# while anyone watches the live curves. Measured: a run 2-20x slower per watching session. Our
+# models live in the job queue and the model cache, never in a script run, so skip that cleanup.
+script_runner._clean_problem_modules = lambda: None
 
 
 # --- the process-wide resources: created once, shared by every session ---

@@ -69,8 +69,11 @@ def _toggle_text() -> None:
 def _restore_widgets() -> None:
     """First visit: the default preset; coming back from another page: what the user had set."""
     saved = ss.get(SAVED) or {"train_preset": DEFAULT_PRESET, **_widget_values(PRESETS[DEFAULT_PRESET].config)}
+    # Streamlit drops a widget's state while its page is not shown, but keeps a value a callback
+    # wrote into the same key (_toggle_text, _apply_preset do): coming back (the preset is gone), restore it all.
+    returning = "train_preset" not in ss
     for key, value in saved.items():
-        if key not in ss:
+        if returning or key not in ss:
             ss[key] = value
 
 
