@@ -1,17 +1,12 @@
 """Shared fixtures: the real KMNIST subset, a temporary run store, a real job queue."""
 
 import os
-from pathlib import Path
 
 import pytest
+from helpers import SUBSET
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-SUBSET = Path(os.environ.get("KMNIST_DATA_DIR") or SHARED / "kmnist-subset").resolve()
-OFFICIAL = SHARED / "kmnist"
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,14 @@
 """Small test helpers shared by several test files (not fixtures)."""
 
+import os
 import time
+from pathlib import Path
+
+# Paths the tests share; here rather than in conftest.py, which tests/e2e has a second one of.
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+SUBSET = Path(os.environ.get("KMNIST_DATA_DIR") or SHARED / "kmnist-subset").resolve()
+OFFICIAL = SHARED / "kmnist"
 
 
 def wait_until(predicate, timeout=120.0, interval=0.05):

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import SUBSET
+from helpers import SUBSET
 
 from kmnist_core import evaluate
 from kmnist_core.baselines import BASELINES, baselines_path, load_or_compute_baselines

@@ -5,7 +5,7 @@ import json
 import math
 
 import pytest
-from conftest import SUBSET
+from helpers import SUBSET
 
 from kmnist_core import bench
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 CORE = sorted((ROOT / "kmnist_core").glob("*.py"))
 UI = [ROOT / "dashboard.py", *sorted((ROOT / "pages").glob("*.py"))]

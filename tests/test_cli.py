@@ -3,7 +3,7 @@
 import io
 
 import pytest
-from conftest import SUBSET
+from helpers import SUBSET
 
 from kmnist_core.cli import main
 

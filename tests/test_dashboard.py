@@ -9,8 +9,7 @@ import time
 import numpy as np
 import pytest
 import streamlit as st
-from conftest import ROOT, SUBSET
-from helpers import wait_done
+from helpers import ROOT, SUBSET, wait_done
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import OFFICIAL, SUBSET
+from helpers import OFFICIAL, SUBSET
 
 from kmnist_core.data import ATTRIBUTION, CLASSES, load_kmnist, read_array, split_validation
 from kmnist_core.errors import DataError

@@ -7,8 +7,7 @@ import sys
 import threading
 import time
 
-from conftest import ROOT, SUBSET
-from helpers import wait_done, wait_until
+from helpers import ROOT, SUBSET, wait_done, wait_until
 
 from kmnist_core.config import TINY
 from kmnist_core.jobs import JobQueue

@@ -108,7 +108,7 @@ def test_read_only_store_lists_and_refuses_writes_clearly(store, completed):
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     os.chmod(store.root, 0o555)
     try:

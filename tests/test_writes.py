@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT, SUBSET
+from helpers import ROOT, SUBSET
 
 
 def _tree(path):
