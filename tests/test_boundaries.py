@@ -67,3 +67,12 @@ def test_models_load_in_safe_mode():
     for p in loads:  # every keras load goes through kmnist_core.model.load_model
         text = p.read_text()
         assert "keras.saving.load_model" not in text or p.name == "model.py", p
+
+
+def test_server_defaults_are_safe():
+    import tomllib
+
+    server = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]
+    assert server["address"] == "localhost"  # exposing it is a deliberate flag, see the README
+    assert server["enableXsrfProtection"] is True
+    assert 0 < server["maxUploadSize"] <= 5  # MB
