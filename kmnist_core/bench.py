@@ -1,4 +1,4 @@
-"""`python -m kmnist_core.bench [--quick]`: the speed figures beside their targets, baselines measured in the same run."""
+"""`python -m kmnist_core.bench [--quick]`: speed figures beside their targets, baselines measured in the same run."""
 
 from __future__ import annotations
 
@@ -593,10 +593,12 @@ def render(results: dict[str, Any]) -> str:
                      "relative loss difference after epoch 1 against plain fit: the same math"))
     if "stop_latency_s" in r:
         row("Stop -> train() returns", "stop_latency_s", "s", "set from another thread in epoch 2")
-        row("progress gap within an epoch", "progress_max_gap_s", "s", "longest, epoch 2; reports are throttled to 0.1 s")
+        row("progress gap within an epoch", "progress_max_gap_s", "s",
+            "longest, epoch 2; reports are throttled to 0.1 s")
     if "short_run_s" in r:
         row("short run: 5 epochs, wall", "short_run_s", "s",
-            f"{r['short_run_n']:,} samples: fixed {r['short_run_fixed_s']:.2f} s + {r['short_run_epoch_s']:.3f} s/epoch")
+            f"{r['short_run_n']:,} samples: fixed {r['short_run_fixed_s']:.2f} s"
+            f" + {r['short_run_epoch_s']:.3f} s/epoch")
     if "predict_p50_ms" in r:
         row("draw -> prediction p50", "predict_p50_ms", "ms",
             f"preprocess {r['predict_preprocess_p50_ms']:.2f} ms + model {r['predict_model_p50_ms']:.2f} ms")

@@ -41,10 +41,13 @@ def chromium():
     """Debian's Chromium, launched once per test session."""
     playwright = sync_playwright().start()
     try:
+        missing = ""
         try:
             browser = launch_chromium(playwright)
         except RuntimeError as e:
-            pytest.fail(str(e), pytrace=False)
+            missing = str(e)
+        if missing:
+            pytest.fail(missing, pytrace=False)
         yield browser
         browser.close()
     finally:

@@ -63,7 +63,7 @@ def free_port() -> int:
     raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
-def train_cli(runs_dir: Path, *args: str, timeout: float = 300) -> subprocess.Popen:
+def train_cli(runs_dir: Path, *args: str) -> subprocess.Popen:
     """Start `python -m kmnist_core train ...` into runs_dir (the CLI twin of the Train button)."""
     cmd = [sys.executable, "-m", "kmnist_core", "--data-dir", str(data_dir()), "--runs-dir", str(runs_dir),
            "train", *args]
@@ -232,14 +232,16 @@ async ([first]) => {
   const scroller = grid.querySelector('.dvn-scroller');
   const heads = {}, rows = {};
   const collect = () => {
-    grid.querySelectorAll('[role=columnheader]').forEach(h => heads[h.getAttribute('aria-colindex')] = h.innerText.trim());
+    grid.querySelectorAll('[role=columnheader]').forEach(
+      h => heads[h.getAttribute('aria-colindex')] = h.innerText.trim());
     grid.querySelectorAll('[role=row]').forEach(r => r.querySelectorAll('[role=gridcell]').forEach(c => {
       const ri = r.getAttribute('aria-rowindex');
       (rows[ri] = rows[ri] || {})[c.getAttribute('aria-colindex')] = c.innerText.trim();
     }));
   };
   const pause = () => new Promise(ok => setTimeout(ok, 50));
-  const cells = () => [...grid.querySelectorAll('[role=columnheader], [role=gridcell]')].map(c => c.id || c.getAttribute('aria-colindex')).join();
+  const cells = () => [...grid.querySelectorAll('[role=columnheader], [role=gridcell]')]
+    .map(c => c.id || c.getAttribute('aria-colindex')).join();
   const scrollTo = async (left, top) => {
     const before = cells(), at = [scroller.scrollLeft, scroller.scrollTop];
     scroller.scrollLeft = left;
@@ -293,11 +295,6 @@ def text_of(page, selector: str) -> str:
         return loc.first.inner_text(timeout=2000) if loc.count() else ""
     except Exception:  # noqa: BLE001 - replaced by a rerun while reading
         return ""
-
-
-def sidebar_jobs(page) -> str:
-    """The sidebar's one-line job-queue summary."""
-    return text_of(page, ".st-key-queue_status")
 
 
 def go_to(page, title: str) -> None:

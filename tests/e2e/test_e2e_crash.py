@@ -11,10 +11,10 @@ from e2e_support import (
     count_points,
     job_text,
     plotly_traces,
+    run_row,
     stored_metrics,
     stored_status,
     submit_training,
-    run_row,
     wait_for,
 )
 from playwright.sync_api import expect

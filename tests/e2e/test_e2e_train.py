@@ -11,11 +11,10 @@ from e2e_support import (
     go_to,
     job_text,
     plotly_traces,
-    sidebar_jobs,
+    run_row,
     stored_metrics,
     stored_status,
     submit_training,
-    run_row,
     wait_for,
 )
 from playwright.sync_api import expect
