@@ -4,7 +4,7 @@ import streamlit as st
 
 from pages import common
 
-st.set_page_config(page_title="KMNIST Lab", page_icon="お", layout="wide")
+st.set_page_config(page_title="KMNIST Lab", page_icon=common.FAVICON, layout="wide")
 pg = st.navigation([
     st.Page(common.TRAIN_PAGE, title="Train", icon=":material/model_training:", default=True),
     st.Page(common.COMPARE_PAGE, title="Compare", icon=":material/table_chart:"),

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 
 from .data import CLASSES
 from .evaluate import normalise_rows
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TRAIN_COLOUR, VAL_COLOUR = "#1f77b4", "#ff7f0e"
 CLASS_LABELS = tuple(c.label for c in CLASSES)  # 'お (o)', ...
