@@ -540,6 +540,9 @@ def bench_server(browser: Any, data_dir: Path, repeats: int, log: Callable[[str]
         for _ in range(repeats):
             second.reload()
             second.wait_for_selector(CACHED_PANEL, state="visible", timeout=120_000)
+            # Wait until the button takes a click (visible, stable, enabled): the figure is the
+            # request, not the page settling after the reload.
+            second.click(TRAIN_BUTTON, trial=True)
             t = time.perf_counter()
             second.click(TRAIN_BUTTON)
             second.wait_for_selector(CACHED_JOB, state="visible", timeout=60_000)

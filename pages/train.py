@@ -191,10 +191,11 @@ def _job_panel(job_id: str, config: TrainConfig | None) -> None:
             st.subheader(f"Run {job_id}")
             st.caption(snap.config.describe() + (f" · {views.options_text(snap.config)}"
                                                   if views.options_text(snap.config) else ""))
-            if snap.cached:
+            if snap.cached:  # done before it began: no progress bar (one lazy-loaded widget less to show)
                 st.success("cached: this configuration already has a completed run; showing its stored result.",
                            icon=":material/cached:")
-            st.progress(snap.fraction, text=views.progress_text(snap))
+            else:
+                st.progress(snap.fraction, text=views.progress_text(snap))
             if snap.active and st.button("Stop", key="train_stop", icon=":material/stop_circle:"):
                 q.cancel(job_id)
                 snap = q.progress(job_id)
@@ -240,7 +241,9 @@ def main() -> None:
         return
     if clicked:
         ss[JOB] = q.submit(config)
-        st.rerun()  # so the sidebar's queue line starts polling with the job already in the queue
+        if q.progress(ss[JOB]).active:
+            st.rerun()  # so the sidebar's queue line starts polling with the job already in the queue
+        # else a cached run: nothing changed in the queue, show its result in this very run
     cached = q.store.find_completed(config.key(data.fingerprint)) if config is not None else None
     job_id = ss.get(JOB)
     try:
