@@ -165,7 +165,7 @@ def reference_rows(queue: JobQueue, names: Sequence[str], err: TextIO) -> list[d
     rows = []
     for name in names:
         preset = PRESETS[name]
-        print(f"{name}: {preset.config.describe()}", file=err, flush=True)
+        print(f"{name}: {preset.config.summary()}", file=err, flush=True)
         job_id = queue.submit(preset.config)
         _wait(queue, job_id, err)
         info = queue.store.get(job_id)
@@ -224,8 +224,8 @@ def _list_runs(store: RunStore, out: TextIO) -> int:
         print(f"no runs in {store.root}", file=out)
         return EXIT_OK
     for info in runs:
-        cfg = info.config.describe() if info.config else "?"
+        cfg = info.config.summary() if info.config else "?"
         test = info.metrics.get("test_accuracy")
         extra = f"test {test:.4f}" if isinstance(test, float) else info.reason
-        print(f"{info.run_id}  {info.status:<11} {cfg:<40} {extra}", file=out)
+        print(f"{info.run_id}  {info.status:<11} {extra:<12} {cfg}", file=out)
     return EXIT_OK

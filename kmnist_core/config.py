@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,13 @@ DEFAULT_LEARNING_RATES = {"adam": 0.001, "sgd": 0.01, "rmsprop": 0.001, "nestero
 
 MAX_LAYERS = 6
 MAX_UNITS = 4096
+
+# Fields beyond the study's four, as one-line summaries label them (TrainConfig.options_text).
+OPTION_LABELS = {
+    "learning_rate": "lr", "epochs": "epochs", "batch_size": "batch", "val_fraction": "val", "seed": "seed",
+    "dropout": "dropout", "augment": "augment", "lr_schedule": "lr schedule", "early_stopping": "early stop",
+    "label_smoothing": "label smoothing", "batch_norm": "batch norm",
+}
 
 
 @dataclass(frozen=True)
@@ -104,9 +112,33 @@ class TrainConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
     def describe(self) -> str:
-        """Short one-line label, e.g. '[128, 64] relu adam wd=0.0005'."""
+        """Short one-line label of the study's four fields, e.g. '[128, 64] relu adam wd=0.0005'."""
         layers = ", ".join(str(u) for u in self.hidden_layers)
         return f"[{layers}] {self.activation} {self.optimizer} wd={self.weight_decay:g}"
+
+    def options_text(self, skip: Iterable[str] = ()) -> str:
+        """The other fields that differ from their defaults, e.g. 'lr 0.002, epochs 20, dropout 0.2'.
+
+        Args:
+            skip: field names to leave out (e.g. those a table shows in columns of their own).
+
+        Returns:
+            The options in OPTION_LABELS order, or '' when all are at their defaults.
+        """
+        default = TrainConfig()
+        parts = []
+        for name, label in OPTION_LABELS.items():
+            value = getattr(self, name)
+            if name in skip or value == getattr(default, name):
+                continue
+            parts.append(label if value is True else f"{label} {value:g}" if isinstance(value, float) else
+                         f"{label} {value}")
+        return ", ".join(parts)
+
+    def summary(self) -> str:
+        """describe() and every non-default option: the whole config in one line."""
+        options = self.options_text()
+        return f"{self.describe()} · {options}" if options else self.describe()
 
 
 # --- constraints as data: one row per field, one validate() loop makes every message ---

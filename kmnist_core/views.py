@@ -40,13 +40,8 @@ TABLE_COLUMNS = (
     "parameters", "best val accuracy", "test accuracy", "train time (s)", "status", "options", "note",
 )
 MEASURED, REPORTED, BASELINE = "measured", "reported", "baseline"
-# Fields beyond the study's own columns; the "options" column lists those that differ from the defaults.
-_OPTION_LABELS = {
-    "batch_size": "batch", "val_fraction": "val", "seed": "seed", "dropout": "dropout", "augment": "augment",
-    "lr_schedule": "lr schedule", "early_stopping": "early stop", "label_smoothing": "label smoothing",
-    "batch_norm": "batch norm",
-}
-_DEFAULT = TrainConfig()
+# The table's columns of their own; its "options" column lists the other non-default fields.
+_COLUMN_FIELDS = ("learning_rate", "epochs")
 
 
 def layers_text(layers: Sequence[int]) -> str:
@@ -55,14 +50,8 @@ def layers_text(layers: Sequence[int]) -> str:
 
 
 def options_text(config: TrainConfig) -> str:
-    """Non-default training options as 'batch 256, dropout 0.2', or '' when all are defaults."""
-    parts = []
-    for name, label in _OPTION_LABELS.items():
-        value = getattr(config, name)
-        if value != getattr(_DEFAULT, name):
-            parts.append(label if value is True else f"{label} {value:g}" if isinstance(value, float) else
-                         f"{label} {value}")
-    return ", ".join(parts)
+    """The "options" column: non-default fields that have no column, as 'batch 256, dropout 0.2', or ''."""
+    return config.options_text(skip=_COLUMN_FIELDS)
 
 
 def _config_columns(config: TrainConfig | None) -> dict[str, Any]:

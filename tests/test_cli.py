@@ -51,7 +51,7 @@ def test_train_then_cached_then_runs(tmp_path):
     code2, out2, _ = run(*args)
     assert code2 == 0 and "(cached)" in out2 and lines[-1] == out2.splitlines()[-1]
     code3, out3, _ = run("--runs-dir", str(tmp_path), "runs")
-    assert code3 == 0 and out3.count("completed") == 1 and "[32] relu adam" in out3
+    assert code3 == 0 and out3.count("completed") == 1 and "[32] relu adam wd=0 · epochs 2, batch 256" in out3
 
 
 def test_preset_with_override(tmp_path):
@@ -59,4 +59,4 @@ def test_preset_with_override(tmp_path):
                        "ref-relu-sgd", "--epochs", "1", "--batch-size", "512")
     assert code == 0
     code, out, _ = run("--runs-dir", str(tmp_path), "runs")
-    assert "[128, 128, 64] relu sgd" in out
+    assert "[128, 128, 64] relu sgd" in out and "· epochs 1, batch 512" in out  # the options it was trained with

@@ -57,6 +57,12 @@ def test_options_text_lists_only_what_differs_from_the_defaults():
     assert views.options_text(TrainConfig()) == ""
     cfg = TrainConfig(dropout=0.2, lr_schedule="cosine", batch_norm=True, early_stopping=3)
     assert views.options_text(cfg) == "dropout 0.2, lr schedule cosine, early stop 3, batch norm"
+    # learning rate and epochs have table columns of their own; a one-line summary names them too
+    cfg = cfg.replace(learning_rate=0.002, epochs=20)
+    assert views.options_text(cfg) == "dropout 0.2, lr schedule cosine, early stop 3, batch norm"
+    assert cfg.summary() == ("[128, 64] relu adam wd=0 · lr 0.002, epochs 20, dropout 0.2, lr schedule cosine,"
+                             " early stop 3, batch norm")
+    assert TrainConfig().summary() == TrainConfig().describe() == "[128, 64] relu adam wd=0"
 
 
 def test_best_run_is_chosen_on_validation_accuracy_never_test():
