@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import streamlit as st
 
 from kmnist_core import charts, views
@@ -9,6 +11,10 @@ from kmnist_core.config import ACTIVATIONS, LR_SCHEDULES, MAX_LAYERS, OPTIMIZERS
 from kmnist_core.errors import ConfigError, RunNotFoundError
 from kmnist_core.model import count_params
 from pages import common
+
+if TYPE_CHECKING:
+    from kmnist_core.data import Dataset
+    from kmnist_core.jobs import JobQueue
 
 POLL_S = 1.0  # live curves refresh while the job is queued or running
 CUSTOM = "custom"
@@ -199,8 +205,7 @@ def _job_panel(job_id: str, config: TrainConfig | None) -> None:
             if snap.active and st.button("Stop", key="train_stop", icon=":material/stop_circle:"):
                 q.cancel(job_id)
                 snap = q.progress(job_id)
-            st.plotly_chart(charts.training_curves(snap.history, snap.live), key="train_curves")
-            if not snap.active:
+            if not snap.active:  # the outcome first, then the curves
                 with common.guard():
                     if snap.status == "failed":
                         st.error(f"run {job_id} failed: {snap.error}", icon=":material/error:")
@@ -208,6 +213,7 @@ def _job_panel(job_id: str, config: TrainConfig | None) -> None:
                         _result(job_id)
                 if snap.cached and config is not None and config == snap.config:
                     _train_again(config, "train_again_job")
+            st.plotly_chart(charts.training_curves(snap.history, snap.live), key="train_curves")
         if active and not snap.active:
             st.rerun()  # the job ended: one full rerun stops the polling and refreshes the sidebar
 
@@ -235,26 +241,32 @@ def main() -> None:
         st.error(error, icon=":material/error:")
     else:
         st.caption(f"**{count_params(config):,} parameters** · {config.describe()}")
-    clicked = st.button("Train", type="primary", key="train_submit", disabled=config is None or q is None,
-                        icon=":material/play_arrow:")
-    if q is None:
-        return
-    if clicked:
-        ss[JOB] = q.submit(config)
-        if q.progress(ss[JOB]).active:
-            st.rerun()  # so the sidebar's queue line starts polling with the job already in the queue
-        # else a cached run: nothing changed in the queue, show its result in this very run
-    cached = q.store.find_completed(config.key(data.fingerprint)) if config is not None else None
-    job_id = ss.get(JOB)
-    try:
-        same_job = job_id is not None and q.progress(job_id).config == config
-    except RunNotFoundError:
-        same_job = False
-    if cached and cached != job_id and not same_job:
-        _cached_panel(cached, config)
-    if job_id:
-        _job_panel(job_id, config)
+    _actions(config, data, q)
 
+
+@st.fragment
+def _actions(config: TrainConfig | None, data: Dataset | None, q: JobQueue | None) -> None:
+    """The Train button and the run it shows. A fragment: a click answered from the store redraws
+    only this part, not the whole page (measured: a full rerun of the page is most of that wait)."""
+    with common.guard():
+        clicked = st.button("Train", type="primary", key="train_submit", disabled=config is None or q is None,
+                            icon=":material/play_arrow:")
+        if q is None:
+            return
+        if clicked:
+            ss[JOB] = q.submit(config)
+            if q.progress(ss[JOB]).active:
+                st.rerun()  # the whole page, so the sidebar's queue line starts polling with the job in the queue
+        cached = q.store.find_completed(config.key(data.fingerprint)) if config is not None else None
+        job_id = ss.get(JOB)
+        try:
+            same_job = job_id is not None and q.progress(job_id).config == config
+        except RunNotFoundError:
+            same_job = False
+        if cached and cached != job_id and not same_job:
+            _cached_panel(cached, config)
+        if job_id:
+            _job_panel(job_id, config)
 
 common.require_frame()
 with common.guard():
