@@ -125,19 +125,18 @@ class TrainConfig:
         Returns:
             The options in OPTION_LABELS order, or '' when all are at their defaults.
         """
-        default = TrainConfig()
         parts = []
         for name, label in OPTION_LABELS.items():
             value = getattr(self, name)
-            if name in skip or value == getattr(default, name):
+            if name in skip or value == getattr(_DEFAULT, name):
                 continue
             parts.append(label if value is True else f"{label} {value:g}" if isinstance(value, float) else
                          f"{label} {value}")
         return ", ".join(parts)
 
-    def summary(self) -> str:
-        """describe() and every non-default option: the whole config in one line."""
-        options = self.options_text()
+    def summary(self, skip: Iterable[str] = ()) -> str:
+        """describe() and the non-default options (but those in `skip`): the config in one line."""
+        options = self.options_text(skip)
         return f"{self.describe()} · {options}" if options else self.describe()
 
 
@@ -259,6 +258,9 @@ def parse_layers(text: str) -> tuple[int, ...]:
     if len(numbers) > MAX_LAYERS or not all(1 <= u <= MAX_UNITS for u in numbers):
         raise _fail("hidden_layers", text, c)
     return tuple(numbers)
+
+
+_DEFAULT = TrainConfig()  # what options_text compares with
 
 
 @dataclass(frozen=True)

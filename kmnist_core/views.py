@@ -41,7 +41,7 @@ TABLE_COLUMNS = (
 )
 MEASURED, REPORTED, BASELINE = "measured", "reported", "baseline"
 # The table's columns of their own; its "options" column lists the other non-default fields.
-_COLUMN_FIELDS = ("learning_rate", "epochs")
+COLUMN_FIELDS = ("learning_rate", "epochs")
 
 
 def layers_text(layers: Sequence[int]) -> str:
@@ -51,7 +51,7 @@ def layers_text(layers: Sequence[int]) -> str:
 
 def options_text(config: TrainConfig) -> str:
     """The "options" column: non-default fields that have no column, as 'batch 256, dropout 0.2', or ''."""
-    return config.options_text(skip=_COLUMN_FIELDS)
+    return config.options_text(skip=COLUMN_FIELDS)
 
 
 def _config_columns(config: TrainConfig | None) -> dict[str, Any]:

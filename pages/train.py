@@ -195,8 +195,7 @@ def _job_panel(job_id: str, config: TrainConfig | None) -> None:
         snap = q.progress(job_id)
         with st.container(key="train_job"):
             st.subheader(f"Run {job_id}")
-            st.caption(snap.config.describe() + (f" · {views.options_text(snap.config)}"
-                                                  if views.options_text(snap.config) else ""))
+            st.caption(snap.config.summary(skip=views.COLUMN_FIELDS))
             if snap.cached:  # done before it began: no progress bar (one lazy-loaded widget less to show)
                 st.success("cached: this configuration already has a completed run; showing its stored result.",
                            icon=":material/cached:")
