@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,24 +81,25 @@ def runs_dir() -> str:
     return str(default_root().expanduser().absolute())
 
 
-def dataset() -> Dataset | None:
-    """The process-wide dataset, or None when it cannot be loaded (the frame shows why)."""
-    if st.session_state.get(_DATA_ERROR):
+def _resource(open_it: Callable[[], Any], error_key: str) -> Any:
+    """open_it(), or None once it has failed in this run; its one-line error kept for the frame."""
+    if st.session_state.get(error_key):
         return None
     try:
-        return _load_dataset(data_dir())
+        return open_it()
     except KmnistError as e:
-        st.session_state[_DATA_ERROR] = str(e)
+        st.session_state[error_key] = str(e)
         return None
+
+
+def dataset() -> Dataset | None:
+    """The process-wide dataset, or None when it cannot be loaded (the frame shows why)."""
+    return _resource(lambda: _load_dataset(data_dir()), _DATA_ERROR)
 
 
 def store() -> RunStore | None:
     """The process-wide run store, or None when its folder is unusable (the frame shows why)."""
-    try:
-        return _open_store(runs_dir())
-    except KmnistError as e:
-        st.session_state[_STORE_ERROR] = str(e)
-        return None
+    return _resource(lambda: _open_store(runs_dir()), _STORE_ERROR)
 
 
 def queue() -> JobQueue | None:
