@@ -82,6 +82,14 @@ def canvas_value(rgba):
     return {"drawing": {"raw": {"objects": [{"type": "path"}]}, "data": url}, "backgroundFit": None}
 
 
+def assert_error_on_every_page(at, message):
+    """Each page, opened in turn, shows an error containing message and raises nothing."""
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert not at.exception, (page, at.exception)
+        assert any(message in e for e in texts(at.error)), page
+
+
 def poll(at, done, timeout=120):
     """Rerun the app (as the fragment's timer would) until done(at) holds."""
     deadline = time.monotonic() + timeout
@@ -395,10 +403,7 @@ def test_a_data_error_shows_on_every_page_and_recovers_once_the_folder_is_fixed(
     folder.mkdir()
     monkeypatch.setenv("KMNIST_DATA_DIR", str(folder))
     at = app()
-    for page in PAGES:
-        at.switch_page(page).run()
-        assert not at.exception, (page, at.exception)
-        assert any("is missing kmnist-train-imgs.npz" in e for e in texts(at.error)), page
+    assert_error_on_every_page(at, "is missing kmnist-train-imgs.npz")
     for f in SUBSET.glob("kmnist-*.npz"):  # fix the folder; same process, same caches
         (folder / f.name).symlink_to(f)
     at.run()
@@ -411,7 +416,4 @@ def test_a_runs_dir_that_is_a_file_is_reported_not_raised(env, tmp_path, monkeyp
     blocker.write_text("x")
     monkeypatch.setenv("KMNIST_RUNS_DIR", str(blocker))
     at = app()
-    for page in PAGES:
-        at.switch_page(page).run()
-        assert not at.exception, (page, at.exception)
-        assert any("is a file, not a folder" in e for e in texts(at.error)), page
+    assert_error_on_every_page(at, "is a file, not a folder")
