@@ -160,7 +160,7 @@ def plain_fit_in_order(data: Dataset, config: TrainConfig) -> float:
     """
     import keras
 
-    from .train import epoch_orders
+    from .loop import epoch_orders
 
     keras.utils.set_random_seed(config.seed)
     train_idx, val_idx = split_validation(data.y_train, config.val_fraction, config.seed)
@@ -178,7 +178,7 @@ def product_train(data: Dataset, config: TrainConfig) -> tuple[list[float], floa
     from .train import train
 
     result = train(config, data)
-    return [h["seconds"] for h in result.history], result.history[0]["loss"]
+    return [h["epoch_seconds"] for h in result.history], result.history[0]["loss"]
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 7) -> float:
@@ -221,11 +221,11 @@ def bench_training(data: Dataset, batch_size: int, sizes: Sizes, gflops: list[fl
 
     Appends a matmul GFLOP/s measurement per repeat to `gflops`, so the bound sees the same conditions.
     """
-    from .train import use_xla
+    from .loop import use_xla
 
     ours, base = [], []
     n_train = len(split_validation(data.y_train, REFERENCE.val_fraction, 0)[0])
-    xla = use_xla(REFERENCE.replace(batch_size=batch_size, epochs=sizes.epochs), n_train)
+    xla = use_xla(-(-n_train // batch_size) * sizes.epochs, augment=False)
     log(f"  b{batch_size}: ours runs {sizes.epochs} epochs ({'with' if xla else 'without'} XLA),"
         f" plain fit {sizes.plain_epochs}")
     for rep in range(sizes.repeats):
@@ -274,7 +274,7 @@ def bench_short_run(data: Dataset, sizes: Sizes, log: Callable[[str], None]) -> 
         t = time.perf_counter()
         result = train(config.replace(seed=rep), data)
         walls.append(time.perf_counter() - t)
-        seconds = [h["seconds"] for h in result.history]
+        seconds = [h["epoch_seconds"] for h in result.history]
         firsts.append(seconds[0])
         laters.append(_steady(seconds))
         log(f"  short run seed {rep}: wall {walls[-1]:.2f} s, epochs {' '.join(f'{s:.3f}' for s in seconds)} s")
@@ -292,13 +292,13 @@ def bench_stop(data: Dataset, log: Callable[[str], None]) -> dict[str, float]:
 
     def on_progress(p: dict[str, Any]) -> None:
         records.append((time.perf_counter(), p))
-        if p["epoch"] == 2 and not p["end_of_epoch"] and "timer" not in when:
+        if p["epoch"] == 2 and p["record"] is None and "timer" not in when:
             when["timer"] = threading.Timer(0.15, lambda: (when.setdefault("set", time.perf_counter()), stop.set()))
             when["timer"].start()
 
     result = train(REFERENCE.replace(epochs=50), data, on_progress, stop)
     latency = time.perf_counter() - when["set"]
-    inner = [t for t, p in records if p["epoch"] == 2 and not p["end_of_epoch"]]
+    inner = [t for t, p in records if p["epoch"] == 2 and p["record"] is None]
     gap = max(np.diff(inner), default=0.0)
     log(f"  Stop in epoch 2 -> train() returned {result.status} after {latency * 1e3:.0f} ms;"
         f" progress within the epoch every <= {gap * 1e3:.0f} ms")
@@ -329,23 +329,24 @@ def _percentiles(times: list[float]) -> tuple[float, float]:
 def bench_predict(sizes: Sizes, log: Callable[[str], None]) -> dict[str, float]:
     """Canvas -> 28x28 -> probabilities, warm, as the Draw page does it, against model.predict; alternating."""
     from .drawing import preprocess_canvas
-    from .model import build_model
-    from .train import predict_proba
+    from .inference import Network
+    from .model import build_model, export_weights
 
     model = build_model(REFERENCE)  # untrained: the same work as a trained one
+    network = Network(export_weights(model))  # the server's TensorFlow-free forward pass
     drawings = _drawings(8)
     img = preprocess_canvas(drawings[0])
-    predict_proba(model, img[None])  # warm: the first call traces the forward pass once per model
-    model.predict(img[None], verbose=0)  # warm the baseline too
+    network.proba(img)
+    model.predict(img[None], verbose=0)  # warm the baseline
     ours, base, prep, model_only = [], [], [], []
     for i in range(sizes.predict_calls):
         rgba = drawings[i % len(drawings)]
         t = time.perf_counter()
         img = preprocess_canvas(rgba)
-        predict_proba(model, img[None])
+        network.proba(img)
         ours.append(time.perf_counter() - t)
         t = time.perf_counter()
-        predict_proba(model, img[None])
+        network.proba(img)
         model_only.append(time.perf_counter() - t)
         t = time.perf_counter()
         preprocess_canvas(rgba)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import logging
+import multiprocessing
 import os
 import socket
 import struct
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
@@ -28,6 +30,8 @@ ATTRIBUTION = (
 DOWNLOAD_URL = "http://codh.rois.ac.jp/kmnist/index.html.en"
 TFDS_HOST = "codh.rois.ac.jp"
 ENV_DATA_DIR = "KMNIST_DATA_DIR"
+TFDS_SOURCE = "tensorflow-datasets"
+TFDS_NPZ_FOLDER = "kmnist-lab-npz"  # inside tfds' data dir: KMNIST from tfds, as the four official npz files
 
 
 class KmnistClass(NamedTuple):
@@ -85,7 +89,7 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     source: str  # human-readable: the folder or "tensorflow-datasets"
-    classes: tuple[KmnistClass, ...] = field(default=CLASSES)
+    folder: Path | None = None  # the files it was read from: a training worker reads the same ones
 
     @cached_property
     def fingerprint(self) -> str:
@@ -145,8 +149,8 @@ def load_kmnist(data_dir: str | os.PathLike | None = None, *, tfds_timeout: floa
     return _load_tfds(tfds_timeout)
 
 
-def load_folder(folder: Path) -> Dataset:
-    """Load the four official files from one folder, in npz or idx format."""
+def load_folder(folder: Path, source: str | None = None) -> Dataset:
+    """Load the four official files from one folder, in npz or idx format; `source` names it (default: the path)."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
@@ -166,7 +170,7 @@ def load_folder(folder: Path) -> Dataset:
     x_test, y_test = arrays[("test", "imgs")], arrays[("test", "labels")]
     _check_pair(x_train, y_train, paths[("train", "imgs")], paths[("train", "labels")])
     _check_pair(x_test, y_test, paths[("test", "imgs")], paths[("test", "labels")])
-    return Dataset(x_train, y_train, x_test, y_test, source=str(folder))
+    return Dataset(x_train, y_train, x_test, y_test, source=source or str(folder), folder=folder.resolve())
 
 
 def read_array(path: Path) -> np.ndarray:
@@ -257,8 +261,51 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, img_path: Path, lbl_path
         )
 
 
+def _tfds_folder() -> Path:
+    """Where the tfds fallback keeps KMNIST as npz files: in tfds' own data dir ($TFDS_DATA_DIR or its default)."""
+    return Path(os.environ.get("TFDS_DATA_DIR") or Path.home() / "tensorflow_datasets") / TFDS_NPZ_FOLDER
+
+
 def _load_tfds(timeout: float) -> Dataset:
-    """tensorflow-datasets fallback, with the offline case bounded to `timeout` seconds."""
+    """tensorflow-datasets fallback, run in a child process, with the offline case bounded to `timeout` seconds.
+
+    tfds imports TensorFlow, which the dashboard's server process must never load (its training
+    runs in worker processes). So a spawn'd child asks tfds for KMNIST and writes it once as the
+    four official npz files beside tfds' own cache; this process, and every training worker,
+    then read that folder like any other.
+    """
+    folder = _tfds_folder()
+    if not all((folder / names[0]).is_file() for names in _CANDIDATES.values()):
+        context = multiprocessing.get_context("spawn")  # never fork: TensorFlow and fork do not mix
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=_tfds_to_npz, args=(str(folder), timeout, send), daemon=True,
+                                name="kmnist-tfds")
+        child.start()
+        send.close()
+        try:
+            error = receive.recv()
+        except EOFError:
+            error = f"the tensorflow-datasets process ended with exit code {child.exitcode}; {_HOW_TO_GET}"
+        finally:
+            receive.close()
+            child.join(30)
+        if error:
+            raise DataError(error)
+    return load_folder(folder, source=TFDS_SOURCE)
+
+
+def _tfds_to_npz(folder: str, timeout: float, reply: multiprocessing.connection.Connection) -> None:
+    """Child process: prepare KMNIST with tfds and write the official npz files into folder; reply "" or the error."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        reply.send(_prepare_tfds(Path(folder), timeout))
+    except DataError as e:
+        reply.send(str(e))
+    finally:
+        reply.close()
+
+
+def _prepare_tfds(folder: Path, timeout: float) -> str:
     hint = f"no {ENV_DATA_DIR} was set and tensorflow-datasets could not provide KMNIST"
     try:
         import tensorflow_datasets as tfds
@@ -275,13 +322,13 @@ def _load_tfds(timeout: float) -> Dataset:
             builder.download_and_prepare()
         except Exception as e:  # noqa: BLE001 - any download failure becomes the same message
             raise DataError(f"{hint}: the download failed ({_reason(e)}); {_HOW_TO_GET}") from e
-    arrays = {}
+    from .store import write_atomic
+
+    folder.mkdir(parents=True, exist_ok=True)
     for split in ("train", "test"):
         ds = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-        arrays[split] = (ds["image"][..., 0].astype(np.uint8), ds["label"].astype(np.uint8))
-    x_train, y_train = arrays["train"]
-    x_test, y_test = arrays["test"]
-    src = Path(builder.data_dir)
-    _check_pair(x_train, y_train, src, src)
-    _check_pair(x_test, y_test, src, src)
-    return Dataset(x_train, y_train, x_test, y_test, source="tensorflow-datasets")
+        for kind, array in (("imgs", ds["image"][..., 0]), ("labels", ds["label"])):
+            buf = io.BytesIO()
+            np.savez_compressed(buf, arr_0=np.asarray(array, dtype=np.uint8))
+            write_atomic(folder / _CANDIDATES[(split, kind)][0], buf.getvalue())
+    return ""

@@ -1,4 +1,4 @@
-"""The Keras MLP built from a TrainConfig; keras is imported lazily so the UI paints first."""
+"""The Keras MLP built from a TrainConfig, and its export as plain arrays (worker side; Keras imported lazily)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,26 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from .config import TrainConfig
+from .inference import FORMAT_VERSION
 
 if TYPE_CHECKING:
     import keras
 
-# Quiet, CPU-friendly TensorFlow: no oneDNN notice, no C++ log spam in the UI's terminal.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-# Keras writes keras.json into KERAS_HOME (default ~/.keras) on import; we write only to the
-# run store and the temp directory.
-os.environ.setdefault("KERAS_HOME", os.path.join(tempfile.gettempdir(), "kmnist-lab-keras"))
+
+def tensorflow_environment() -> None:
+    """Set TensorFlow's and Keras' environment; call it before they are first imported (this module does)."""
+    # Quiet, CPU-friendly TensorFlow: no oneDNN notice, no C++ log spam in a terminal.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    # Keras writes keras.json into KERAS_HOME (default ~/.keras) on import; we write only to the
+    # run store and the temp directory.
+    os.environ.setdefault("KERAS_HOME", os.path.join(tempfile.gettempdir(), "kmnist-lab-keras"))
+
+
+tensorflow_environment()
 
 
 def count_params(config: TrainConfig) -> int:
@@ -104,3 +113,65 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     import keras
 
     return keras.saving.load_model(Path(path), compile=False, safe_mode=True)
+
+
+def export_weights(model: keras.Model) -> dict[str, np.ndarray]:
+    """The weights of a build_model() network as plain arrays, for the run store's weights.npz (store.WEIGHTS_FILE).
+
+    The keys follow inference.py's format version 1 (format_version, activation, batch_norm,
+    hidden_layers, dense_{i}/kernel, dense_{i}/bias or bn_{i}/gamma|beta|moving_mean|
+    moving_variance|epsilon, probs/kernel, probs/bias); no array needs pickle to load. Rescaling,
+    augmentation and dropout carry no weights (the last two are identity at inference): the
+    reader assumes build_model's input contract, uint8 scaled by 1/255, which this checks.
+
+    Args:
+        model: a Keras model built by build_model(config) (or loaded by load_model), trained or not.
+
+    Returns:
+        Dict of key -> numpy array: 0-d arrays for the scalars, float32 for the weights.
+
+    Raises:
+        ValueError: if the model is not shaped like build_model's (a layer is missing or unexpected).
+    """
+    import keras
+    from keras import layers
+
+    def arr(variable: object) -> np.ndarray:
+        return np.asarray(keras.ops.convert_to_numpy(variable), dtype=np.float32)
+
+    names = {layer.name: layer for layer in model.layers}
+    dense = [names[f"dense_{i}"] for i in range(1, len(names) + 1) if f"dense_{i}" in names]
+    if not dense or "probs" not in names or len(dense) != sum(n.startswith("dense_") for n in names):
+        raise ValueError(f"model {model.name!r} is not a build_model() network: "
+                         f"expected Dense layers dense_1..dense_L and probs; got {sorted(names)}")
+    rescaling = [layer for layer in model.layers if isinstance(layer, layers.Rescaling)]
+    if len(rescaling) != 1 or not np.isclose(float(rescaling[0].scale), 1 / 255) or float(rescaling[0].offset) != 0:
+        raise ValueError(f"model {model.name!r} must rescale its input by 1/255 exactly once")
+    activations = {keras.activations.serialize(layer.activation)
+                   for layer in model.layers if isinstance(layer, layers.Activation)}
+    if len(activations) != 1:
+        raise ValueError(f"model {model.name!r} must use one hidden activation; got {sorted(map(str, activations))}")
+    batch_norm = "bn_1" in names
+    out: dict[str, np.ndarray] = {
+        "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
+        "activation": np.array(activations.pop(), dtype=np.str_),
+        "batch_norm": np.array(batch_norm),
+        "hidden_layers": np.array([layer.units for layer in dense], dtype=np.int64),
+    }
+    for i, layer in enumerate(dense, start=1):
+        if batch_norm != (f"bn_{i}" in names) or batch_norm != (layer.bias is None):
+            raise ValueError(f"model {model.name!r}: every Dense layer must be followed by BatchNormalization "
+                             "and have no bias, or none of them")
+        out[f"dense_{i}/kernel"] = arr(layer.kernel)  # (fan_in, units)
+        if batch_norm:
+            bn = names[f"bn_{i}"]
+            out[f"bn_{i}/gamma"] = arr(bn.gamma)  # (units,)
+            out[f"bn_{i}/beta"] = arr(bn.beta)
+            out[f"bn_{i}/moving_mean"] = arr(bn.moving_mean)
+            out[f"bn_{i}/moving_variance"] = arr(bn.moving_variance)
+            out[f"bn_{i}/epsilon"] = np.array(bn.epsilon, dtype=np.float32)
+        else:
+            out[f"dense_{i}/bias"] = arr(layer.bias)  # (units,)
+    out["probs/kernel"] = arr(names["probs"].kernel)  # (units_L, 10)
+    out["probs/bias"] = arr(names["probs"].bias)  # (10,)
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
@@ -18,21 +19,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import psutil
 
 from .config import TrainConfig
 from .errors import ConfigError, RunNotFoundError, StoreError
+from .records import ACTIVE, EpochRecord, Status, epoch_record
 
 if TYPE_CHECKING:
-    from .train import TrainResult
+    from .records import TrainResult
 
 log = logging.getLogger(__name__)
 
 ENV_RUNS_DIR = "KMNIST_RUNS_DIR"
-STATUSES = ("queued", "running", "completed", "cancelled", "failed", "interrupted")
-ACTIVE = ("queued", "running")
 RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
-# Files a completed run must have, each whole, before it may read as completed.
+# Files a completed run must have, each whole, before it may read as completed. weights.npz is
+# not among them: runs stored before the worker exported weights lack it and are exported on use.
 COMPLETED_FILES = ("config.json", "status.json", "history.json", "metrics.json", "predictions.npz", "model.keras")
+WEIGHTS_FILE = "weights.npz"  # the network as plain arrays, for the TensorFlow-free forward pass
+RESULT_FILES = ("predictions.npz", "model.keras", WEIGHTS_FILE)  # what a failed save removes again
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 @dataclass
@@ -45,14 +50,14 @@ class RunInfo:
     config: TrainConfig | None = None
     key: str | None = None
     created: float = 0.0
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[EpochRecord] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     reason: str = ""  # why a run is broken, failed or interrupted
     data_source: str = ""
 
     @property
     def completed(self) -> bool:
-        return self.status == "completed"
+        return self.status == Status.COMPLETED
 
 
 def default_root() -> Path:
@@ -73,24 +78,23 @@ def check_run_id(run_id: str) -> str:
 
 def _owner() -> str:
     """This process, as host:pid:start-time, so a recycled pid is not mistaken for us."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
-
-
-def _start_time(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return "?"
+    return f"{socket.gethostname()}:{os.getpid()}:{psutil.Process().create_time():.2f}"
 
 
 def _owner_alive(owner: str) -> bool:
+    """Whether the process named by _owner() still runs (a zombie has exited; another host's we cannot tell)."""
     try:
         host, pid, start = owner.rsplit(":", 2)
+        pid, start = int(pid), float(start)
     except (AttributeError, ValueError):
         return False
     if host != socket.gethostname():
         return True  # another machine's run: we cannot tell, so we do not claim it died
-    return Path(f"/proc/{pid}").exists() and _start_time(int(pid)) == start
+    try:
+        process = psutil.Process(pid)
+        return abs(process.create_time() - start) < 0.05 and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:  # no such process, or not ours to look at
+        return False
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -152,47 +156,94 @@ class RunStore:
             except FileExistsError:
                 continue
             except OSError as e:
-                raise self._not_writable(e) from e
+                raise self._write_error(e) from e
         else:  # pragma: no cover - 10 collisions of 24 random bits in one second
             raise StoreError(f"could not create a run folder in {self.root}")
         try:
             _write_json(path / "config.json", {"config": config.to_dict(), "key": key,
                                                "data_source": data_source, "created": time.time()})
-            self.set_status(run_id, "queued")
+            self.set_status(run_id, Status.QUEUED)
         except OSError as e:
             shutil.rmtree(path, ignore_errors=True)
-            raise self._not_writable(e) from e
+            raise self._write_error(e) from e
         return run_id
 
-    def set_status(self, run_id: str, status: str, reason: str = "") -> None:
-        """Record a status; "completed" is written only by save_result, after every file."""
-        if status not in STATUSES:
-            raise ValueError(f"unknown status {status!r}")
+    def set_status(self, run_id: str, status: Status | str, reason: str = "") -> None:
+        """Record a status, owned by this process; completed is written only by save_result, after every file."""
+        status = Status(status)  # ValueError for an unknown word
         _write_json(self._path(run_id) / "status.json",
-                    {"status": status, "owner": _owner(), "reason": reason, "time": time.time()})
+                    {"status": str(status), "owner": _owner(), "reason": reason, "time": time.time()})
 
-    def save_history(self, run_id: str, history: list[dict[str, float]]) -> None:
-        """Write history.json (per-epoch records)."""
-        _write_json(self._path(run_id) / "history.json", history)
+    def save_history(self, run_id: str, history: list[EpochRecord]) -> None:
+        """Write history.json: the finished epochs' records, whatever way the run ended."""
+        _write_json(self._path(run_id) / "history.json", list(history))
 
-    def save_result(self, run_id: str, result: TrainResult) -> None:
-        """Write every file of a finished run, then its status last, so a crash never looks completed."""
+    def save_result(self, run_id: str, result: TrainResult, weights: dict[str, np.ndarray] | None = None) -> None:
+        """Write every file of a finished run, then its status last, so a crash never looks completed.
+
+        Args:
+            run_id: the run.
+            result: what training produced; a completed one brings its Keras model (worker side).
+            weights: the network as plain arrays (kmnist_core.model.export_weights), saved as weights.npz.
+
+        Raises:
+            StoreError: one line naming the runs folder when the disk is full or not writable; the
+                run's partial result files are removed again and the run is left failed.
+        """
         path = self._path(run_id)
-        self.save_history(run_id, result.history)
-        if result.status == "completed":
-            buf = io.BytesIO()
-            np.savez_compressed(buf, pred=result.test_pred, proba=result.test_proba)
-            write_atomic(path / "predictions.npz", buf.getvalue())
-            tmp = path / f".model-{secrets.token_hex(3)}.keras"
+        try:
+            self.save_history(run_id, result.history)
+            if result.status == Status.COMPLETED:
+                buf = io.BytesIO()
+                np.savez_compressed(buf, pred=result.test_pred, proba=result.test_proba)
+                write_atomic(path / "predictions.npz", buf.getvalue())
+                if weights is not None:
+                    self.save_weights(run_id, weights)
+                tmp = path / f".model-{secrets.token_hex(3)}.keras"
+                try:
+                    result.model.save(tmp)
+                    with open(tmp, "rb") as f:
+                        os.fsync(f.fileno())
+                    os.replace(tmp, path / "model.keras")
+                finally:
+                    tmp.unlink(missing_ok=True)
+            _write_json(path / "metrics.json", result.metrics())
+            self.set_status(run_id, result.status)
+        except OSError as e:
+            error = self._write_error(e)
+            for name in RESULT_FILES:  # never leave a half-saved result that could be mistaken for one
+                (path / name).unlink(missing_ok=True)
             try:
-                result.model.save(tmp)
-                with open(tmp, "rb") as f:
-                    os.fsync(f.fileno())
-                os.replace(tmp, path / "model.keras")
-            finally:
-                tmp.unlink(missing_ok=True)
-        _write_json(path / "metrics.json", result.metrics())
-        self.set_status(run_id, result.status)
+                self.set_status(run_id, Status.FAILED, str(error))
+            except OSError:
+                log.warning("could not record the failure of %s: %s", run_id, error)
+            raise error from e
+
+    def save_weights(self, run_id: str, weights: dict[str, np.ndarray]) -> None:
+        """Write weights.npz (plain arrays, no pickle) atomically."""
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **weights)
+        write_atomic(self._path(run_id) / WEIGHTS_FILE, buf.getvalue())
+
+    def weights_path(self, run_id: str) -> Path:
+        """Path of a completed run's weights.npz.
+
+        Raises:
+            RunNotFoundError: no such run, or it has no exported weights (stored before they existed).
+        """
+        path = self._path(run_id) / WEIGHTS_FILE
+        if not path.is_file():
+            if not self._path(run_id).is_dir():
+                raise RunNotFoundError(f"run {run_id} no longer exists")
+            raise RunNotFoundError(f"run {run_id} has no exported weights (it was stored before they existed)")
+        return path
+
+    def _write_error(self, e: OSError) -> StoreError:
+        """The one-line StoreError of a failed write: a full disk, or a folder that cannot be written."""
+        if e.errno in NO_SPACE:
+            return StoreError(f"no space left on the device of runs folder {self.root}: "
+                              f"free some space or set {ENV_RUNS_DIR} to a folder with room")
+        return self._not_writable(e)
 
     def delete(self, run_id: str) -> None:
         """Remove a run folder.
@@ -213,10 +264,6 @@ class RunStore:
     def _path(self, run_id: str) -> Path:
         return self.root / check_run_id(run_id)
 
-    def exists(self, run_id: str) -> bool:
-        """True if a folder for this well-formed id is in the store."""
-        return self._path(run_id).is_dir()
-
     def get(self, run_id: str) -> RunInfo:
         """Read one run; a damaged one comes back with status "broken" and a reason.
 
@@ -226,21 +273,21 @@ class RunStore:
         path = self._path(run_id)
         if not path.is_dir():
             raise RunNotFoundError(f"run {run_id} no longer exists")
-        info = RunInfo(run_id, path, "broken")
+        info = RunInfo(run_id, path, Status.BROKEN)
         try:
             meta = _read_json(path / "config.json")
             info.config = TrainConfig.from_dict(meta["config"])
             info.key, info.created = meta.get("key"), float(meta.get("created", 0))
             info.data_source = meta.get("data_source", "")
             state = _read_json(path / "status.json")
-            status, info.reason = state["status"], state.get("reason", "")
+            status, info.reason = Status(state["status"]), state.get("reason", "")
             if status in ACTIVE and not _owner_alive(state.get("owner", "")):
-                status, info.reason = "interrupted", "the process training it stopped before it finished"
+                status, info.reason = Status.INTERRUPTED, "the process training it stopped before it finished"
             if (path / "history.json").exists():
-                info.history = _read_json(path / "history.json")
+                info.history = [epoch_record(r) for r in _read_json(path / "history.json")]
             if (path / "metrics.json").exists():
                 info.metrics = _read_json(path / "metrics.json")
-            if status == "completed":
+            if status == Status.COMPLETED:
                 self._check_whole(path)
             info.status = status
         except FileNotFoundError as e:
@@ -287,10 +334,10 @@ class RunStore:
         """Persist "interrupted" for queued/running runs whose process is gone; returns their ids."""
         done = []
         for info in self.list_runs():
-            if info.status == "interrupted":
+            if info.status == Status.INTERRUPTED:
                 state = _read_json(info.path / "status.json")
-                if state.get("status") != "interrupted":
-                    self.set_status(info.run_id, "interrupted", info.reason)
+                if state.get("status") != Status.INTERRUPTED:
+                    self.set_status(info.run_id, Status.INTERRUPTED, info.reason)
                     done.append(info.run_id)
         return done
 

@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
-from streamlit import delta_generator
-from streamlit.runtime.scriptrunner import script_runner
 
 from kmnist_core import views
 from kmnist_core.data import ATTRIBUTION, ENV_DATA_DIR, Dataset, load_kmnist
-from kmnist_core.errors import KmnistError, RunNotFoundError, StoreError
+from kmnist_core.errors import KmnistError, RunNotFoundError
+from kmnist_core.inference import Network
 from kmnist_core.jobs import JobQueue
 from kmnist_core.store import RunInfo, RunStore, check_run_id, default_root
+from pages import legacy_mpa
 
 TRAIN_PAGE = "pages/train.py"
 COMPARE_PAGE = "pages/compare.py"
@@ -38,16 +38,16 @@ _STORE_ERROR = "_kmnist_store_error"
 _SEEN_ACTIVE = "_kmnist_seen_active"  # job ids the sidebar saw active last time
 SELECTED_RUN = "selected_run"  # the run this session last looked at (Train result, Confusion, Draw)
 
-# Once keras is imported, Streamlit calls keras.backend.clear_session() after every script and
-# fragment run (script_runner._clean_problem_modules): a TF graph reset, an eager-kernel-cache
-# flush and a gc.collect() in the process whose job queue is training, several times a second
-# while anyone watches the live curves. Measured: a run 2-20x slower per watching session. Our
-# models live in the job queue and the model cache, never in a script run, so skip that cleanup.
-script_runner._clean_problem_modules = lambda: None
-# Streamlit's first element of a process checks whether it runs in a REPL, with inspect.stack():
-# source lookups over every module, ~0.1-0.2 s of the first page's time. Under `streamlit run`
-# (and AppTest) the answer is always no, so mark that one-time warning as already handled.
-delta_generator._use_warning_has_been_displayed = True
+
+
+def navigation_pages() -> list:
+    """The app's pages, in navigation order, for st.navigation."""
+    return [
+        st.Page(TRAIN_PAGE, title="Train", icon=":material/model_training:", default=True),
+        st.Page(COMPARE_PAGE, title="Compare", icon=":material/table_chart:"),
+        st.Page(CONFUSION_PAGE, title="Confusion matrix", icon=":material/grid_on:"),
+        st.Page(DRAW_PAGE, title="Draw", icon=":material/draw:"),
+    ]
 
 
 # --- the process-wide resources: created once, shared by every session ---
@@ -109,25 +109,31 @@ def queue() -> JobQueue | None:
     return _open_queue(runs_dir(), data_dir())
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
-def _load_model(path: str, mtime: float) -> Any:
-    from kmnist_core.model import load_model
-
-    try:
-        return load_model(path)
-    except Exception as e:  # noqa: BLE001 - any Keras load failure is a damaged run, said in one line
-        raise StoreError(f"{path} cannot be loaded ({type(e).__name__}: {str(e)[:120]})") from e
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _load_network(path: str, mtime: float) -> Network:
+    return Network.load(path)
 
 
-def run_model(run_id: str) -> Any:
-    """The Keras model of a completed run, loaded once per process (keras is imported here, lazily).
+def run_network(run_id: str) -> Network:
+    """The trained network of a completed run for the TensorFlow-free forward pass, loaded once per process.
+
+    A run stored before weights were exported gets them now, from a short-lived worker process.
 
     Raises:
         RunNotFoundError: the run is gone or has no model.
-        StoreError: the model file cannot be loaded.
+        StoreError: the weights cannot be read or exported.
     """
-    path = store().model_path(run_id)
-    return _load_model(str(path), path.stat().st_mtime)
+    runs = store()
+    try:
+        path = runs.weights_path(run_id)
+    except RunNotFoundError:
+        runs.model_path(run_id)  # no model either: say so
+        from kmnist_core.worker import export_weights_in_worker
+
+        with st.spinner(f"Exporting the weights of run {run_id}, stored before weights were exported…"):
+            export_weights_in_worker(runs, run_id)
+        path = runs.weights_path(run_id)
+    return _load_network(str(path), path.stat().st_mtime)
 
 
 def baselines() -> dict | None:
@@ -156,28 +162,14 @@ def compute_baselines_button(key: str) -> None:
 
 
 def require_frame() -> None:
-    """Make sure the frame (dashboard.py) ran before this page.
-
-    Until the first st.navigation call of a server's life, Streamlit treats a folder named
-    pages/ as a legacy multipage app: the first request straight to /draw runs pages/draw.py
-    alone, listing every file (common.py too) in the sidebar. Clearing that legacy flag and
-    rerunning lets dashboard.py's st.navigation take over and open the same page. AppTest
-    starts every run that way and a rerun would drop the click being tested, so there the
-    frame is drawn here instead.
-    """
-    from streamlit import config
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if not getattr(PagesManager, "uses_pages_directory", False):
-        return
-    PagesManager.uses_pages_directory = False
-    if not config.get_option("global.appTest"):  # AppTest patches config.get_option, not st.get_option
-        st.rerun()
-    frame()
+    """At the top of every page: make sure the frame ran first (see pages/legacy_mpa.py)."""
+    legacy_mpa.ensure_frame(navigation_pages, frame)
 
 
 def frame() -> None:
     """Load the shared resources for this run; show a data or store error on top of any page."""
+    legacy_mpa.frame_drawn()
+    st.sidebar.title("KMNIST Lab")
     st.session_state[_DATA_ERROR] = ""
     st.session_state[_STORE_ERROR] = ""
     data, runs = dataset(), store()

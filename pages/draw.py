@@ -8,7 +8,6 @@ from streamlit_drawable_canvas import st_canvas
 
 from kmnist_core import charts, drawing, views
 from kmnist_core.errors import InputError
-from kmnist_core.train import predict_proba
 from pages import common
 
 CANVAS = 280  # px; KMNIST is 28 px, so the canvas is 10x
@@ -46,9 +45,7 @@ def _image() -> tuple[np.ndarray | None, str]:
 
 
 def _prediction(run_id: str, img28: np.ndarray, data) -> None:
-    with st.spinner("Loading the model…"):
-        model = common.run_model(run_id)
-    proba = predict_proba(model, img28[None])[0]  # (10,)
+    proba = common.run_network(run_id).proba(img28)  # (10,)
     top, p = views.top_class(proba)
     with st.container(key="prediction"):
         st.markdown(f"<div style='font-size:6rem;line-height:1.1'>{top.hiragana}</div>", unsafe_allow_html=True)
@@ -91,8 +88,7 @@ def main() -> None:
         if img28 is not None:
             _prediction(info.run_id, img28, common.dataset())
         else:
-            with st.spinner("Loading the model…"):
-                common.run_model(info.run_id)  # after the canvas is on screen, so the first stroke is fast
+            common.run_network(info.run_id)  # after the canvas is on screen, so the first stroke is fast
 
 
 common.require_frame()

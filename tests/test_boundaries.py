@@ -10,7 +10,8 @@ from helpers import ROOT
 
 CORE = sorted((ROOT / "kmnist_core").glob("*.py"))
 UI = [ROOT / "dashboard.py", *sorted((ROOT / "pages").glob("*.py"))]
-KERAS_MODULES = {"model.py", "train.py", "jobs.py", "predict.py", "bench.py"}  # lazily only
+# The worker side: only these touch Keras, and only lazily, inside the worker process.
+KERAS_MODULES = {"model.py", "train.py", "loop.py", "worker.py", "bench.py"}
 
 
 def _imports(path: Path, top_level_only: bool = False) -> set[str]:
@@ -47,7 +48,8 @@ def test_importing_the_ui_modules_does_not_load_tensorflow():
     code = (
         "import sys, importlib; sys.path[:0] = ['.', 'pages'];"
         "import kmnist_core.cli, kmnist_core.jobs, kmnist_core.store, kmnist_core.model, kmnist_core.data;"
-        "import kmnist_core.drawing, kmnist_core.evaluate;"
+        "import kmnist_core.drawing, kmnist_core.evaluate, kmnist_core.inference, kmnist_core.worker;"
+        "import kmnist_core.records, kmnist_core.views, kmnist_core.charts, kmnist_core.baselines;"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'tensorflow imported'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

@@ -10,8 +10,10 @@ from kmnist_core.data import CLASSES
 from kmnist_core.store import RunInfo
 
 HISTORY = [
-    {"epoch": 1, "loss": 1.2, "accuracy": 0.6, "val_loss": 1.0, "val_accuracy": 0.65, "seconds": 1.0},
-    {"epoch": 2, "loss": 0.8, "accuracy": 0.75, "val_loss": 0.9, "val_accuracy": 0.7, "seconds": 1.0},
+    {"epoch": 1, "loss": 1.2, "accuracy": 0.6, "val_loss": 1.0, "val_accuracy": 0.65, "epoch_seconds": 1.0,
+     "elapsed_seconds": 1.0},
+    {"epoch": 2, "loss": 0.8, "accuracy": 0.75, "val_loss": 0.9, "val_accuracy": 0.7, "epoch_seconds": 1.0,
+     "elapsed_seconds": 2.0},
 ]
 LIVE = [{"x": 0.25 * i, "loss": 2.0 - 0.1 * i, "accuracy": 0.1 * i} for i in range(1, 11)]
 

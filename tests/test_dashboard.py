@@ -9,13 +9,14 @@ import time
 import numpy as np
 import pytest
 import streamlit as st
+from drawing_support import enlarge_to_canvas
 from helpers import ROOT, SUBSET, wait_done
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from kmnist_core.config import PRESETS, REFERENCE_PRESETS, TINY
 from kmnist_core.data import ATTRIBUTION, CLASSES
-from kmnist_core.drawing import enlarge_to_canvas, preprocess_canvas
+from kmnist_core.drawing import preprocess_canvas
 from kmnist_core.jobs import JobQueue
 from kmnist_core.model import count_params, load_model
 from kmnist_core.store import RunStore
@@ -111,7 +112,7 @@ def test_every_page_renders_without_runs_and_points_to_train(env):
     for page in PAGES:
         at.switch_page(page).run()
         assert not at.exception, (page, at.exception)
-        assert texts(at.title) == [TITLES[page]] and not at.error
+        assert texts(at.main.title) == [TITLES[page]] and not at.error
         if page != "pages/train.py":
             assert "No completed run yet: train a model first." in texts(at.info), page
             assert at.get("page_link"), page
@@ -249,14 +250,14 @@ def test_compare_lists_reported_beside_measured_deletes_with_confirmation_and_ex
     at.selectbox(key="compare_delete_run").set_value(with_run).run()
     at.button(key="compare_delete").click().run()
     assert any(f"Delete run {with_run}?" in w for w in texts(at.warning))
-    assert RunStore().exists(with_run)  # nothing is deleted before the confirmation
+    assert (RunStore().root / with_run).is_dir()  # nothing is deleted before the confirmation
     at.button(key="compare_delete_no").click().run()
-    assert not at.warning and RunStore().exists(with_run)
+    assert not at.warning and (RunStore().root / with_run).is_dir()
     at.selectbox(key="compare_delete_run").set_value(with_run).run()
     at.button(key="compare_delete").click().run()
     at.button(key="compare_delete_yes").click().run()
     assert not at.exception
-    assert not RunStore().exists(with_run)
+    assert not (RunStore().root / with_run).is_dir()
     assert f"run {with_run} deleted" in texts(at.info)
     assert with_run not in set(at.dataframe[0].value.run)
 

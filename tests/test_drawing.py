@@ -8,28 +8,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from drawing_support import (
+    KMNIST_CENTRE_OF_MASS,
+    KMNIST_INK_MASS_RANGE,
+    KMNIST_STROKE_WIDTH,
+    KMNIST_STROKE_WIDTH_RANGE,
+    enlarge_to_canvas,
+    stroke_width,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image, ImageDraw
 
 from kmnist_core.data import load_kmnist
-from kmnist_core.drawing import (
-    KMNIST_BBOX_CENTRE,
-    KMNIST_BBOX_LONG_SIDE,
-    KMNIST_CENTRE_OF_MASS,
-    KMNIST_INK_MASS_RANGE,
-    KMNIST_STROKE_WIDTH,
-    KMNIST_STROKE_WIDTH_RANGE,
-    decode_upload,
-    enlarge_to_canvas,
-    preprocess_canvas,
-    stroke_width,
-)
+from kmnist_core.drawing import KMNIST_BBOX_CENTRE, KMNIST_BBOX_LONG_SIDE, decode_upload, preprocess_canvas
 from kmnist_core.errors import InputError
 
-# The constants in drawing.py and the thresholds here were measured on this subset, whatever
-# KMNIST_DATA_DIR points the other tests at.
+# The constants in drawing.py and drawing_support.py and the thresholds here were measured on
+# this subset, whatever KMNIST_DATA_DIR points the other tests at.
 SUBSET = Path(__file__).resolve().parents[2] / "shared" / "data" / "kmnist-subset"
 
 # Hand-made hiragana-like glyphs: polylines in a unit box, drawn as a user would on the canvas.
@@ -432,7 +429,9 @@ def _zip_bytes():
         pytest.param(b"", ("empty",), id="empty"),
         pytest.param(encode(Image.new("L", (300, 300), 9), "PNG")[:80], ("damaged",), id="truncated-png"),
         pytest.param(png_with_header(100_000, 100_000), ("too many pixels",), id="header-claims-10G-pixels"),
-        pytest.param(png_with_header(10_000, 10_000), ("100,000,000 pixels", "pixel limit"), id="header-claims-100M-pixels"),
+        pytest.param(
+            png_with_header(10_000, 10_000), ("100,000,000 pixels", "pixel limit"), id="header-claims-100M-pixels"
+        ),
         pytest.param(png_with_header(5_000, 5_000), ("25,000,000 pixels",), id="header-claims-25M-pixels"),
     ],
 )

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from helpers import ROOT, SUBSET, wait_done, wait_until
 
@@ -44,11 +45,12 @@ def test_a_new_queue_on_the_same_store_answers_from_cache(store, data):
 
 def test_fifo_dedupe_and_cancel_queued(queue):
     blocker = queue.submit(TINY.replace(epochs=100, batch_size=16))
+    wait_until(lambda: queue.progress(blocker).status == "running")  # once the worker process is up
     a = queue.submit(TINY.replace(seed=1))
     b = queue.submit(TINY.replace(seed=2))
     assert queue.submit(TINY.replace(seed=1)) == a  # identical in-flight config: same job
     assert queue.progress(a).position == 1 and queue.progress(b).position == 2
-    assert queue.cancel(a) and queue.status(a) == "cancelled"
+    assert queue.cancel(a) and queue.progress(a).status == "cancelled"
     assert queue.store.get(a).status == "cancelled"
     queue.cancel(blocker)
     assert wait_done(queue, b).status == "completed"
@@ -104,12 +106,20 @@ job = q.submit(TINY.replace(epochs=200, batch_size=64))
 import time
 while q.progress(job).epoch < 2:
     time.sleep(0.05)
-print(job, flush=True)
+print(job, q.progress(job).worker_pid, flush=True)
 time.sleep(600)
 """
 
 
-def test_sigkill_mid_training_leaves_run_interrupted_and_others_intact(store, data):
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie has exited
+
+
+def test_sigkill_of_the_queue_owner_ends_its_worker_and_leaves_the_run_interrupted(store, data):
     q = JobQueue(store, data)
     earlier = q.submit(TINY)
     wait_done(q, earlier)
@@ -117,11 +127,13 @@ def test_sigkill_mid_training_leaves_run_interrupted_and_others_intact(store, da
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(store.root), str(SUBSET)],
                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        victim = proc.stdout.readline().strip()
-        assert store.get(victim).status == "running"
+        victim, worker = proc.stdout.readline().split()
+        worker = int(worker)
+        assert store.get(victim).status == "running" and _alive(worker)
     finally:
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(signal.SIGKILL)  # the owner only: its worker must notice on its own
         proc.wait()
+    wait_until(lambda: not _alive(worker), timeout=10)  # no orphan keeps training
     info = store.get(victim)
     assert info.status == "interrupted" and "stopped" in info.reason
     assert store.get(earlier).completed

@@ -9,6 +9,7 @@ from helpers import wait_done, wait_until
 
 from kmnist_core.config import TINY, TrainConfig
 from kmnist_core.model import build_model, count_params, load_model
+from kmnist_core.records import EPOCH_KEYS
 from kmnist_core.train import predict_proba, train
 
 
@@ -20,7 +21,8 @@ def test_reference_model_reaches_80_percent_and_stores_every_file(queue, store, 
     info = store.get(job_id)
     assert info.completed and info.metrics["test_accuracy"] >= 0.80
     assert [h["epoch"] for h in info.history] == [1, 2, 3, 4, 5]
-    assert all(set(h) >= {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"} for h in info.history)
+    assert all(tuple(h) == EPOCH_KEYS for h in info.history)  # one record shape, records.EpochRecord
+    assert json.loads((info.path / "history.json").read_text()) == info.history
     assert info.history[-1]["loss"] < info.history[0]["loss"]
     assert info.metrics["best_val_accuracy"] == max(h["val_accuracy"] for h in info.history)
     cm = np.array(info.metrics["confusion"])
@@ -62,13 +64,15 @@ def test_weight_decay_shrinks_weights(data):
 def test_progress_within_epoch_is_throttled_and_epoch_records_are_complete(data):
     records = []
     train(TINY.replace(epochs=3, batch_size=16), data, on_progress=records.append)
-    ends = [r for r in records if r["end_of_epoch"]]
-    assert [r["epoch"] for r in ends] == [1, 2, 3]
-    assert all(r["val_accuracy"] is not None for r in ends)
-    inner = [r for r in records if not r["end_of_epoch"]]
+    ends = [r for r in records if r["record"] is not None]
+    assert [r["epoch"] for r in ends] == [r["record"]["epoch"] for r in ends] == [1, 2, 3]
+    assert all(r["record"]["val_accuracy"] is not None and tuple(r["record"]) == EPOCH_KEYS for r in ends)
+    elapsed = [r["record"]["elapsed_seconds"] for r in ends]
+    assert elapsed == sorted(elapsed) and all(r["record"]["epoch_seconds"] > 0 for r in ends)
+    inner = [r for r in records if r["record"] is None]
     assert inner, "no progress within an epoch"
-    assert all(r["val_loss"] is None and 0 < r["step"] <= r["steps"] for r in inner)
-    times = [r["seconds"] for r in inner]
+    assert all(0 < r["step"] <= r["steps"] for r in inner)
+    times = [r["elapsed_seconds"] for r in inner]
     gaps = np.diff(times)
     assert len(gaps) == 0 or gaps.min() >= 0.09  # at most ~10 reports a second
 
@@ -79,7 +83,7 @@ def test_stop_ends_training_fast_and_keeps_finished_epochs(data):
 
     def on_progress(p):
         seen.append(p)
-        if p["end_of_epoch"] and p["epoch"] == 2:
+        if p["record"] is not None and p["epoch"] == 2:
             stop.set()
 
     result = train(TINY.replace(epochs=50, batch_size=16), data, on_progress=on_progress, stop=stop)

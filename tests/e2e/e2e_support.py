@@ -149,6 +149,18 @@ class StreamlitServer:
         except subprocess.TimeoutExpired:
             self.kill()
 
+    def kill_server_only(self) -> list[int]:
+        """SIGKILL the server process alone, as a crash or the OOM killer would; returns the pids it had spawned.
+
+        Its training workers are left to notice on their own (a killed parent runs no cleanup).
+        """
+        import psutil
+
+        children = [c.pid for c in psutil.Process(self.proc.pid).children(recursive=True)]
+        self.proc.kill()
+        self.proc.wait(15)
+        return children
+
     def kill(self) -> None:
         """SIGKILL the server and every process in its group, as a crash or the OOM killer would."""
         if self.proc is None:
@@ -362,6 +374,15 @@ def job_text(page) -> str:
 def stored_metrics(runs_dir: Path, run_id: str) -> dict[str, Any]:
     """metrics.json of a stored run, straight from disk."""
     return json.loads((Path(runs_dir) / run_id / "metrics.json").read_text())
+
+
+def process_gone(pid: int) -> bool:
+    """True once a process has exited (a zombie waiting for its reaper counts as exited)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state == "Z"
 
 
 def stored_status(runs_dir: Path, run_id: str) -> str:
