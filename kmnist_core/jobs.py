@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 ENV_WORKERS = "KMNIST_WORKERS"
 MAX_LIVE_POINTS = 4000  # within-epoch points kept per job for live curves
 POLL_S = 0.1  # how often a slot looks at its worker when no message arrives
+STOP_CHECK_S = 0.2  # how often a slot looks for a stop request (in memory, then the run's stop file)
 STOP_GRACE_S = 5.0  # a stopped job whose worker has not answered by then is killed (e.g. inside an XLA compile)
 READY_TIMEOUT_S = 300.0  # a worker that has not imported TensorFlow and loaded the data by then is replaced
 
@@ -131,7 +132,7 @@ class _Job:
     key: str
     status: Status = Status.QUEUED
     cached: bool = False
-    stop: bool = False  # a stop was asked for; the slot passes it on to the worker
+    stop: Status | None = None  # asked to stop, and what it then reads (cancelled, pruned); the slot tells the worker
     epoch: int = 0
     step: int = 0
     steps: int = 0
@@ -215,18 +216,23 @@ class JobQueue:
             self._wake.notify_all()
         return run_id
 
-    def cancel(self, job_id: str) -> bool:
-        """Stop a queued or running job; True if it was active. A running one ends within a second or so."""
+    def cancel(self, job_id: str, status: Status = Status.CANCELLED) -> bool:
+        """Stop a queued or running job; True if it was active. A running one ends within a second or so.
+
+        Args:
+            job_id: the job (= run id).
+            status: what the stopped run reads: cancelled (Stop), or pruned (a sweep's pruner).
+        """
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None or job.status not in ACTIVE:
                 return False
-            job.stop = True
+            job.stop = Status(status)
             if job.status == Status.RUNNING:
                 return True
             self._queue.remove(job)
-            job.status, job.finished = Status.CANCELLED, time.time()
-        self.store.set_status(job_id, Status.CANCELLED, "cancelled before it started")
+            job.status, job.finished = job.stop, time.time()
+        self.store.set_status(job_id, status, f"{status} before it started")
         return True
 
     def close(self, timeout: float = 30.0) -> None:
@@ -234,7 +240,7 @@ class JobQueue:
         with self._wake:
             self._closed = True
             for job in self._jobs.values():
-                job.stop = True
+                job.stop = job.stop or Status.CANCELLED
             self._wake.notify_all()
         deadline = time.monotonic() + timeout
         for slot in self._slots:
@@ -296,9 +302,16 @@ class JobQueue:
             job.status, job.started, job.worker_pid = Status.RUNNING, time.time(), pid
             return job
 
-    def _stop_asked(self, job: _Job) -> bool:
+    def _stop_asked(self, job: _Job) -> Status | None:
+        """The status a stop of this job asks for, once one was asked for here or in the run store."""
         with self._lock:
+            if job.stop is not None:
+                return job.stop
+        if self.store.stop_requested(job.job_id):  # `python -m kmnist_core cancel RUN`, from another process
+            with self._lock:
+                job.stop = Status.CANCELLED
             return job.stop
+        return None
 
     def _on_progress(self, job: _Job, progress: dict[str, Any]) -> None:
         with self._lock:
@@ -389,6 +402,7 @@ class _Slot(threading.Thread):
     def _train(self, job: _Job) -> None:
         self.state, self.job_id = "training", job.job_id
         stop_sent: float | None = None
+        next_check = 0.0
         try:
             self.conn.send({"type": "train", "run_id": job.job_id, "config": job.config.to_dict()})
             while True:
@@ -401,14 +415,16 @@ class _Slot(threading.Thread):
                         return
                 elif not self.process.is_alive():
                     raise EOFError
-                if stop_sent is None and (self.queue._stop_asked(job) or self.queue._closed):
-                    self.conn.send({"type": "stop", "run_id": job.job_id})
-                    stop_sent = time.monotonic()
+                if stop_sent is None and time.monotonic() >= next_check:
+                    next_check = time.monotonic() + STOP_CHECK_S
+                    if stop := self.queue._stop_asked(job) or (Status.CANCELLED if self.queue._closed else None):
+                        self.conn.send({"type": "stop", "run_id": job.job_id, "status": str(stop)})
+                        stop_sent = time.monotonic()
                 elif stop_sent is not None and time.monotonic() - stop_sent > STOP_GRACE_S:
                     log.warning("worker %s did not stop run %s within %.0f s: killing it",
                                 self.process.pid, job.job_id, STOP_GRACE_S)
                     self._discard_worker()
-                    self.queue._finish(job, Status.CANCELLED,
+                    self.queue._finish(job, self.queue._stop_asked(job) or Status.CANCELLED,
                                        f"stopped by force: its worker did not answer within {STOP_GRACE_S:.0f} s",
                                        record=True)
                     return

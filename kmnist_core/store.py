@@ -35,6 +35,7 @@ RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 # Files a completed run must have, each whole, before it may read as completed. weights.npz is
 # not among them: runs stored before the worker exported weights lack it and are exported on use.
 COMPLETED_FILES = ("config.json", "status.json", "history.json", "metrics.json", "predictions.npz", "model.keras")
+STOP_FILE = "stop-requested"  # written by `cancel` in another process; the queue training the run stops it
 WEIGHTS_FILE = "weights.npz"  # the network as plain arrays, for the TensorFlow-free forward pass
 RESULT_FILES = ("predictions.npz", "model.keras", WEIGHTS_FILE)  # what a failed save removes again
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -244,6 +245,25 @@ class RunStore:
             return StoreError(f"no space left on the device of runs folder {self.root}: "
                               f"free some space or set {ENV_RUNS_DIR} to a folder with room")
         return self._not_writable(e)
+
+    def request_stop(self, run_id: str) -> None:
+        """Ask whatever process trains this run to stop it: the `cancel` command, from outside the server.
+
+        Raises:
+            RunNotFoundError: if there is no such run.
+            StoreError: if the request cannot be written.
+        """
+        path = self._path(run_id)
+        if not path.is_dir():
+            raise RunNotFoundError(f"run {run_id} no longer exists")
+        try:
+            write_atomic(path / STOP_FILE, b"")
+        except OSError as e:
+            raise self._write_error(e) from e
+
+    def stop_requested(self, run_id: str) -> bool:
+        """Whether request_stop was called for this run."""
+        return (self._path(run_id) / STOP_FILE).exists()
 
     def delete(self, run_id: str) -> None:
         """Remove a run folder.

@@ -5,7 +5,7 @@ dicts; big results go to the run store on disk and the messages carry the run id
 
 Server -> worker:
     {"type": "train", "run_id": str, "config": TrainConfig.to_dict()}
-    {"type": "stop", "run_id": str}  # cooperative: training ends within a fraction of a second
+    {"type": "stop", "run_id": str, "status": "cancelled" | "pruned"}  # cooperative: ends within a second
     {"type": "shutdown"}
 Worker -> server:
     {"type": "ready", "pid": int, "import_seconds": float, "threads": int}
@@ -62,7 +62,7 @@ def main(conn: Connection, spec: WorkerSpec) -> None:
     _redirect_output()
     _limit_threads(spec.threads)
     inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
-    stops: dict[str, threading.Event] = {}
+    stops: dict[str, StopRequest] = {}
     lock = threading.Lock()
     threading.Thread(target=_listen, args=(conn, inbox, stops, lock), name="kmnist-worker-listen",
                      daemon=True).start()
@@ -91,14 +91,20 @@ def main(conn: Connection, spec: WorkerSpec) -> None:
     while (message := inbox.get()) is not None:
         run_id = message["run_id"]
         with lock:
-            stop = stops.setdefault(run_id, threading.Event())
+            stop = stops.setdefault(run_id, StopRequest())
         status, error = _train_one(conn, store, data, run_id, message["config"], stop)
         conn.send({"type": "done", "run_id": run_id, "status": status, "error": error})
         with lock:
             stops.pop(run_id, None)
 
 
-def _listen(conn: Connection, inbox: queue.Queue, stops: dict[str, threading.Event], lock: threading.Lock) -> None:
+class StopRequest(threading.Event):
+    """Set when the server asks a run to stop; `status` is what the stopped run then reads (cancelled, pruned)."""
+
+    status = "cancelled"
+
+
+def _listen(conn: Connection, inbox: queue.Queue, stops: dict[str, StopRequest], lock: threading.Lock) -> None:
     """Read the server's messages; when the pipe ends, the server is gone: exit at once, mid-training too."""
     try:
         while True:
@@ -107,7 +113,9 @@ def _listen(conn: Connection, inbox: queue.Queue, stops: dict[str, threading.Eve
                 inbox.put(message)
             elif message["type"] == "stop":
                 with lock:
-                    stops.setdefault(message["run_id"], threading.Event()).set()
+                    stop = stops.setdefault(message["run_id"], StopRequest())
+                    stop.status = message.get("status", stop.status)
+                    stop.set()
             elif message["type"] == "shutdown":
                 inbox.put(None)
     except (EOFError, OSError):
@@ -117,7 +125,7 @@ def _listen(conn: Connection, inbox: queue.Queue, stops: dict[str, threading.Eve
 
 
 def _train_one(conn: Connection, store: Any, data: Any, run_id: str, config_dict: dict[str, Any],
-               stop: threading.Event) -> tuple[str, str]:
+               stop: StopRequest) -> tuple[str, str]:
     """Train one run and write its files; returns (status, one-line error or "")."""
     from .config import TrainConfig
     from .model import export_weights
@@ -133,11 +141,13 @@ def _train_one(conn: Connection, store: Any, data: Any, run_id: str, config_dict
 
     try:
         if stop.is_set():
-            store.set_status(run_id, Status.CANCELLED, "cancelled before it started")
-            return Status.CANCELLED, ""
+            store.set_status(run_id, stop.status, f"{stop.status} before it started")
+            return stop.status, ""
         store.set_status(run_id, Status.RUNNING)  # owned by this process from now on
         config = TrainConfig.from_dict(config_dict)
         result = train(config, data, on_progress=on_progress, stop=stop)
+        if result.status == Status.CANCELLED:
+            result.status = Status(stop.status)  # pruned, when a sweep's pruner stopped it
         weights = export_weights(result.model) if result.status == Status.COMPLETED else None
         store.save_result(run_id, result, weights)
         return result.status, ""

@@ -136,3 +136,22 @@ def test_a_full_disk_is_one_line_naming_the_runs_folder_and_the_next_run_works(s
     again = _cli(runs, "--hidden", "256", "--epochs", "1", log_dir=tmp_path / "logs")
     assert again.returncode == 0, again.stderr
     assert sorted(r.status for r in RunStore(runs).list_runs()) == ["completed", "failed"]
+
+
+def test_a_pruned_job_reads_pruned_and_keeps_its_epochs(queue, store):
+    job = queue.submit(LONG)
+    _running(queue, job, epochs=2)
+    assert queue.cancel(job, status="pruned")
+    snap = wait_done(queue, job, timeout=10)
+    info = store.get(job)
+    assert snap.status == info.status == "pruned" and len(info.history) >= 2
+    assert store.find_completed(info.key) is None
+
+
+def test_a_stop_requested_through_the_store_by_another_process_stops_the_run(queue, store):
+    job = queue.submit(LONG)
+    _running(queue, job)
+    subprocess.run([sys.executable, "-c", f"from kmnist_core.store import RunStore; "
+                    f"RunStore({str(store.root)!r}).request_stop({job!r})"], cwd=ROOT, check=True)
+    assert wait_done(queue, job, timeout=10).status == "cancelled"
+    assert store.get(job).status == "cancelled"
