@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -111,7 +111,7 @@ def confusion_heatmap(matrix: np.ndarray, normalised: bool = False,
     """The confusion matrix as a heatmap; rows true class, columns predicted, labelled 'お (o)'.
 
     Plotly heatmaps emit no selection events, so an invisible marker sits on every cell with
-    customdata [true, pred]: clicking a cell selects that marker (see views.cell_from_selection).
+    customdata [true, pred]: clicking a cell selects that marker (see cell_from_selection).
 
     Args:
         matrix: (10, 10) counts, rows true classes.
@@ -148,6 +148,28 @@ def confusion_heatmap(matrix: np.ndarray, normalised: bool = False,
     fig.update_layout(height=560, margin={"t": 30, "b": 50, "l": 60, "r": 10}, clickmode="event+select",
                       dragmode=False, hovermode="closest")
     return fig
+
+
+def cell_from_selection(selection: Mapping[str, Any] | None) -> tuple[int, int] | None:
+    """(true, predicted) class of the confusion cell a selection event of confusion_heatmap points at, if any.
+
+    The chart carries customdata [true, pred] on each cell's click target; without it, the
+    point's x (predicted) and y (true) axis labels are matched to CLASSES.
+    """
+    points = (selection or {}).get("points") or []
+    for point in points:
+        custom = point.get("customdata")
+        if isinstance(custom, (list, tuple)) and len(custom) >= 2:
+            try:
+                true, pred = int(custom[0]), int(custom[1])
+            except (TypeError, ValueError):
+                continue
+            if 0 <= true < len(CLASSES) and 0 <= pred < len(CLASSES):
+                return true, pred
+        labels = {c.label: c.index for c in CLASSES}
+        if point.get("y") in labels and point.get("x") in labels:
+            return labels[point["y"]], labels[point["x"]]
+    return None
 
 
 def parallel_coordinates(table: pd.DataFrame) -> go.Figure:

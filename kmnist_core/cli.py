@@ -1,4 +1,4 @@
-"""Command line: `python -m kmnist_core train|reproduce|baselines|runs`; errors print one line and exit 2."""
+"""Command line: `python -m kmnist_core train|reproduce|runs|cancel|predict|export|...`; errors: one line, exit 2."""
 
 from __future__ import annotations
 
@@ -6,36 +6,22 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
-from .config import BEST_MLP, CONSTRAINTS, PRESETS, REFERENCE_PRESETS, TrainConfig
+from . import service
+from .config import BEST_MLP, FIELDS, PRESETS, REFERENCE_PRESETS, Field, TrainConfig
 from .errors import ConfigError, KmnistError
 from .jobs import JobQueue, JobSnapshot
+from .records import Status
 from .store import RunStore
 
 if TYPE_CHECKING:
     from .data import Dataset
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-# CLI flag -> TrainConfig field; values are parsed by the config so messages name the field.
-FLAGS = {
-    "--hidden": "hidden_layers",
-    "--activation": "activation",
-    "--optimizer": "optimizer",
-    "--weight-decay": "weight_decay",
-    "--learning-rate": "learning_rate",
-    "--epochs": "epochs",
-    "--batch-size": "batch_size",
-    "--val-fraction": "val_fraction",
-    "--seed": "seed",
-    "--dropout": "dropout",
-    "--augment": "augment",
-    "--lr-schedule": "lr_schedule",
-    "--early-stopping": "early_stopping",
-    "--label-smoothing": "label_smoothing",
-}
+CANCEL_WAIT_S = 30.0  # how long `cancel` waits for the training process to confirm
 
 
 class UsageError(KmnistError):
@@ -47,31 +33,52 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see --help)")
 
 
-def _convert(name: str, text: str):
+# --- the train flags, generated from the field table ---
+
+
+def add_config_flags(parser: argparse.ArgumentParser, fields: Mapping[str, Field] = FIELDS) -> None:
+    """One flag per field of the table: `--name-with-dashes VALUE` (a bool is a switch), help from the table."""
+    for name, f in fields.items():
+        text = (f"{f.label}: {f.help}" if f.help else f.label).replace("%", "%%")  # argparse formats help with %
+        if f.kind == "bool":
+            parser.add_argument(f.cli_flag, dest=name, action="store_true", default=None, help=text)
+        else:
+            parser.add_argument(f.cli_flag, dest=name, metavar="VALUE", help=f"{text}; {f.describe()}")
+
+
+def _convert(f: Field, text: str) -> Any:
     """Turn a flag's text into the field's type; bad text is a ConfigError naming the field."""
-    kind = CONSTRAINTS[name].kind
-    if kind in ("layers", "choice"):
+    if f.kind in ("layers", "choice", "bool"):
         return text
     try:
-        return int(text) if kind == "int" else float(text)
+        return int(text) if f.kind == "int" else float(text)
     except ValueError:
-        raise ConfigError(f"{name} must be {CONSTRAINTS[name].describe()}; got {text!r}") from None
+        raise ConfigError(f"{f.name} must be {f.describe()}; got {text!r}") from None
+
+
+def config_changes(args: argparse.Namespace, fields: Mapping[str, Field] = FIELDS) -> dict[str, Any]:
+    """The fields given on the command line, converted to their types."""
+    return {name: _convert(f, getattr(args, name)) for name, f in fields.items() if getattr(args, name) is not None}
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The preset (or defaults) with every given flag applied on top."""
     base = PRESETS[args.preset].config if args.preset else TrainConfig()
-    changes = {}
-    for flag, name in FLAGS.items():
-        text = getattr(args, flag[2:].replace("-", "_"))
-        if text is not None:
-            changes[name] = _convert(name, text)
-    if args.batch_norm:
-        changes["batch_norm"] = True
-    return base.replace(**changes)
+    return base.replace(**config_changes(args))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def train_command(config: TrainConfig, fields: Mapping[str, Field] = FIELDS) -> str:
+    """The `train` command line that trains this config: every field that differs from its default."""
+    parts = ["python -m kmnist_core train"]
+    for name, f in fields.items():
+        value = getattr(config, name)
+        if value == f.default:
+            continue
+        parts.append(f.cli_flag if f.kind == "bool" else f"{f.cli_flag} {f.format(value).replace(' ', '')}")
+    return " ".join(parts)
+
+
+def build_parser(fields: Mapping[str, Field] = FIELDS) -> argparse.ArgumentParser:
     """The parser of every subcommand."""
     parser = _Parser(prog="python -m kmnist_core", description="KMNIST Lab: train and compare MLPs on KMNIST.")
     parser.add_argument("--data-dir", help="folder of the official KMNIST files (default: $KMNIST_DATA_DIR)")
@@ -80,33 +87,54 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train one configuration and store the run")
     train.add_argument("--preset", choices=sorted(PRESETS), metavar="NAME",
                        help="start from a preset: " + ", ".join(sorted(PRESETS)))
-    for flag, name in FLAGS.items():
-        train.add_argument(flag, metavar="VALUE", help=f"{name}: {CONSTRAINTS[name].describe()}")
-    train.add_argument("--batch-norm", action="store_true", help="BatchNormalization in each hidden layer")
+    add_config_flags(train, fields)
     train.add_argument("--force", action="store_true", help="train again even if a completed run is stored")
     sub.add_parser("reproduce", help="train the reference presets and the best MLP; compare with reported numbers "
                                      "and the classic baselines")
     sub.add_parser("baselines", help="4-NN and PCA(50) + 4-NN test accuracy on the loaded data (cached)")
-    sub.add_parser("runs", help="list the stored runs")
+    runs = sub.add_parser("runs", help="list the stored runs, or delete one")
+    runs_sub = runs.add_subparsers(dest="runs_command", parser_class=_Parser)
+    delete = runs_sub.add_parser("delete", help="delete a run that is not queued or running")
+    delete.add_argument("run_id", metavar="RUN")
+    cancel = sub.add_parser("cancel", help="stop a run that a dashboard or another command is training")
+    cancel.add_argument("run_id", metavar="RUN")
+    predict = sub.add_parser("predict", help="classify an image (PNG/JPEG) with a run's model, as the Draw page does")
+    predict.add_argument("run_id", metavar="RUN")
+    predict.add_argument("image", type=Path, metavar="IMAGE")
+    export = sub.add_parser("export", help="write a run's model, weights, config, history and predictions to a folder")
+    export.add_argument("run_id", metavar="RUN")
+    export.add_argument("--out", type=Path, required=True, metavar="DIR", help="the folder to write into")
     return parser
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run the CLI; returns the exit code."""
     out, err = out or sys.stdout, err or sys.stderr
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     try:
         args = build_parser().parse_args(argv)
         if args.command == "train":
             config = config_from_args(args)  # validate flags before loading anything
         store = RunStore(args.runs_dir)
         if args.command == "runs":
+            if args.runs_command == "delete":
+                service.delete_run(store, args.run_id)
+                print(f"run {args.run_id} deleted", file=out)
+                return EXIT_OK
             return _list_runs(store, out)
+        if args.command == "cancel":
+            return _cancel(store, args.run_id, out, err)
         from .data import load_kmnist
 
         data = load_kmnist(args.data_dir)
         if args.command == "baselines":
             return _baselines(store, data, out)
+        if args.command == "predict":
+            return _predict(store, args.run_id, args.image, out)
+        if args.command == "export":
+            for path in service.export_run(store, args.run_id, data, args.out):
+                print(path, file=out)
+            return EXIT_OK
         queue = JobQueue(store, data)
         try:
             if args.command == "train":
@@ -123,28 +151,29 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
 
 
 def _wait(queue: JobQueue, job_id: str, err: TextIO, out: TextIO | None = None) -> JobSnapshot:
-    """Follow one job to its end: a progress bar on err, a line per epoch on out; Ctrl-C cancels."""
+    """Follow one job to its end: a progress bar on a terminal's err, a line per epoch on out; Ctrl-C cancels."""
+    from tqdm import tqdm
+
     printed = 0
+    bar = tqdm(total=queue.progress(job_id).epochs, file=err, unit="epoch", disable=not err.isatty(), leave=False)
     try:
         while True:
             snap = queue.progress(job_id)
-            if out is not None:
-                for h in snap.history[printed:]:
-                    print(f"epoch {h['epoch']:3d}/{snap.epochs}  loss {h['loss']:.4f}  acc {h['accuracy']:.4f}"
-                          f"  val_loss {h['val_loss']:.4f}  val_acc {h['val_accuracy']:.4f}", file=out, flush=True)
-                printed = len(snap.history)
+            for h in snap.history[printed:]:
+                if out is not None:
+                    bar.write(f"epoch {h['epoch']:3d}/{snap.epochs}  loss {h['loss']:.4f}  acc {h['accuracy']:.4f}"
+                              f"  val_loss {h['val_loss']:.4f}  val_acc {h['val_accuracy']:.4f}", file=out)
+            bar.n = snap.fraction * snap.epochs
+            bar.refresh()
+            printed = len(snap.history)
             if not snap.active:
-                if err.isatty():
-                    print(file=err)
                 return snap
-            if err.isatty():
-                bar = "#" * int(snap.fraction * 30)
-                eta = f"ETA {snap.eta_s:4.0f}s" if snap.eta_s is not None else ""
-                print(f"\r[{bar:<30}] epoch {snap.epoch}/{snap.epochs} {eta}", end="", file=err, flush=True)
             time.sleep(0.2)
     except KeyboardInterrupt:
         queue.cancel(job_id)
         raise
+    finally:
+        bar.close()
 
 
 def _train(queue: JobQueue, config: TrainConfig, force: bool, out: TextIO, err: TextIO) -> int:
@@ -152,11 +181,46 @@ def _train(queue: JobQueue, config: TrainConfig, force: bool, out: TextIO, err: 
     snap = _wait(queue, job_id, err, out)
     info = queue.store.get(job_id)
     print(f"run {job_id}: {info.status}{' (cached)' if snap.cached else ''}", file=out)
-    if info.status != "completed":
-        print(f"Error: run {job_id} {info.status}: {info.reason or snap.error}", file=err)
+    if info.status != Status.COMPLETED:
+        print(f"Error: run {job_id} {info.status}: {snap.error or info.reason}", file=err)
         return EXIT_FAILED
     print(f"best val accuracy: {info.metrics['best_val_accuracy']:.4f}", file=out)
     print(f"test accuracy: {info.metrics['test_accuracy']:.4f}", file=out)
+    return EXIT_OK
+
+
+def _cancel(store: RunStore, run_id: str, out: TextIO, err: TextIO) -> int:
+    """Ask the process training a run to stop it (through the run folder), and wait until it has."""
+    info = store.get(run_id)
+    if info.status not in (Status.QUEUED, Status.RUNNING):
+        print(f"run {run_id} is {info.status}: nothing to cancel", file=out)
+        return EXIT_OK
+    store.request_stop(run_id)
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    while (status := store.get(run_id).status) in (Status.QUEUED, Status.RUNNING):
+        if time.monotonic() > deadline:
+            print(f"Error: run {run_id} is still {status}; its process has not answered within "
+                  f"{CANCEL_WAIT_S:.0f} s", file=err)
+            return EXIT_FAILED
+        time.sleep(0.2)
+    print(f"run {run_id}: {status}", file=out)
+    return EXIT_OK
+
+
+def _predict(store: RunStore, run_id: str, image: Path, out: TextIO) -> int:
+    """The top-3 classes of an image file, through the Draw page's preprocessing."""
+    from .drawing import decode_upload
+    from .errors import InputError
+
+    try:
+        data = image.read_bytes()
+    except OSError as e:
+        raise InputError(f"{image}: cannot be read ({e.strerror or e}); give the path of a PNG or JPEG") from e
+    prediction = service.predict_image(service.load_network(store, run_id), decode_upload(data))
+    if prediction is None:
+        raise InputError(f"{image}: the image is blank (no ink on its background); draw a character")
+    for cls, p in prediction.ranked(3):
+        print(f"{cls.label}  {p:.4f}", file=out)
     return EXIT_OK
 
 
@@ -188,7 +252,7 @@ def baseline_rows(store: RunStore, data: Dataset, err: TextIO) -> list[dict]:
 
     print("baselines: 4-NN, PCA(50) + 4-NN (computed once per dataset, then cached)", file=err, flush=True)
     return [{"preset": b.label, "config": "baseline (scikit-learn)", "reported_val": None, "reported_test": None,
-             "val": None, "test": b.test_accuracy, "status": "completed"}
+             "val": None, "test": b.test_accuracy, "status": Status.COMPLETED}
             for b in load_or_compute_baselines(store, data).values()]
 
 
@@ -207,7 +271,8 @@ def _reproduce(queue: JobQueue, out: TextIO, err: TextIO) -> int:
     rows += reference_rows(queue, [BEST_MLP], err)
     rows += baseline_rows(queue.store, queue.data, err)
     print(f"data: {queue.data.describe()}", file=out)
-    head = f"{'preset':<22} {'config':<40} {'rep val':>8} {'our val':>8} {'diff':>8} {'rep test':>8} {'our test':>8} {'diff':>8}"
+    head = (f"{'preset':<22} {'config':<40} {'rep val':>8} {'our val':>8} {'diff':>8} {'rep test':>8} "
+            f"{'our test':>8} {'diff':>8}")
     print(head, file=out)
     print("-" * len(head), file=out)
     for r in rows:
@@ -215,7 +280,7 @@ def _reproduce(queue: JobQueue, out: TextIO, err: TextIO) -> int:
         dt = None if r["test"] is None or r["reported_test"] is None else r["test"] - r["reported_test"]
         print(f"{r['preset']:<22} {r['config']:<40} {_fmt(r['reported_val']):>8} {_fmt(r['val']):>8} "
               f"{_fmt(dv, True):>8} {_fmt(r['reported_test']):>8} {_fmt(r['test']):>8} {_fmt(dt, True):>8}", file=out)
-    return EXIT_OK if all(r["status"] == "completed" for r in rows) else EXIT_FAILED
+    return EXIT_OK if all(r["status"] == Status.COMPLETED for r in rows) else EXIT_FAILED
 
 
 def _list_runs(store: RunStore, out: TextIO) -> int:

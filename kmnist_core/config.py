@@ -1,4 +1,4 @@
-"""TrainConfig: the one description of a training run, its constraints, parsing and presets."""
+"""TrainConfig, the field table that drives its validation, widgets, flags and labels, and the presets."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,13 +22,7 @@ DEFAULT_LEARNING_RATES = {"adam": 0.001, "sgd": 0.01, "rmsprop": 0.001, "nestero
 
 MAX_LAYERS = 6
 MAX_UNITS = 4096
-
-# Fields beyond the study's four, as one-line summaries label them (TrainConfig.options_text).
-OPTION_LABELS = {
-    "learning_rate": "lr", "epochs": "epochs", "batch_size": "batch", "val_fraction": "val", "seed": "seed",
-    "dropout": "dropout", "augment": "augment", "lr_schedule": "lr schedule", "early_stopping": "early stop",
-    "label_smoothing": "label smoothing", "batch_norm": "batch norm",
-}
+UNIT_OPTIONS: tuple[int, ...] = tuple(2**k for k in range(4, 11))  # the Train page's per-layer steps, 16..1024
 
 
 @dataclass(frozen=True)
@@ -67,9 +61,9 @@ class TrainConfig:
         object.__setattr__(self, "hidden_layers", layers)
         validate(self)
         # 0 and 0.0 are the same setting: store floats so that equal configs share one key.
-        for name, c in CONSTRAINTS.items():
+        for name, f in FIELDS.items():
             value = getattr(self, name)
-            if c.kind == "float" and isinstance(value, int):
+            if f.kind == "float" and isinstance(value, int):
                 object.__setattr__(self, name, float(value))
 
     @property
@@ -116,45 +110,78 @@ class TrainConfig:
         layers = ", ".join(str(u) for u in self.hidden_layers)
         return f"[{layers}] {self.activation} {self.optimizer} wd={self.weight_decay:g}"
 
-    def options_text(self, skip: Iterable[str] = ()) -> str:
+    def options_text(self, skip: Iterable[str] = (), fields: Mapping[str, Field] | None = None) -> str:
         """The other fields that differ from their defaults, e.g. 'lr 0.002, epochs 20, dropout 0.2'.
 
         Args:
             skip: field names to leave out (e.g. those a table shows in columns of their own).
+            fields: the field table (default FIELDS); each field with a `short` label is an option.
 
         Returns:
-            The options in OPTION_LABELS order, or '' when all are at their defaults.
+            The options in table order, or '' when all are at their defaults.
         """
         parts = []
-        for name, label in OPTION_LABELS.items():
+        for name, f in (FIELDS if fields is None else fields).items():
             value = getattr(self, name)
-            if name in skip or value == getattr(_DEFAULT, name):
+            if not f.short or name in skip or value == f.default:
                 continue
-            parts.append(label if value is True else f"{label} {value:g}" if isinstance(value, float) else
-                         f"{label} {value}")
+            parts.append(f.short if value is True else f"{f.short} {f.format(value)}")
         return ", ".join(parts)
 
-    def summary(self, skip: Iterable[str] = ()) -> str:
+    def summary(self, skip: Iterable[str] = (), fields: Mapping[str, Field] | None = None) -> str:
         """describe() and the non-default options (but those in `skip`): the config in one line."""
-        options = self.options_text(skip)
+        options = self.options_text(skip, fields)
         return f"{self.describe()} · {options}" if options else self.describe()
 
 
-# --- constraints as data: one row per field, one validate() loop makes every message ---
+def count_params(config: TrainConfig) -> int:
+    """Trainable + non-trainable parameters of model.build_model(config), computed without Keras."""
+    total, fan_in = 0, 28 * 28
+    for units in config.hidden_layers:
+        total += fan_in * units + (0 if config.batch_norm else units)  # BN's beta replaces the bias
+        if config.batch_norm:
+            total += 4 * units  # gamma, beta, moving mean, moving variance
+        fan_in = units
+    return total + fan_in * 10 + 10
+
+
+# --- the field table: one row per TrainConfig field drives validation, widgets, CLI flags and labels ---
 
 
 @dataclass(frozen=True)
-class Constraint:
-    """What a field allows; `describe` is the 'what is allowed' part of the message."""
+class Field:
+    """One TrainConfig field: what it allows, and how the Train page, the CLI and summaries show it.
+
+    The constraint (kind, low, high, choices, optional) makes every validation message; the
+    rest generates the Train page's widget, the `train` command's flag and help, the one-line
+    summaries and the Compare table's columns. A new field is one row here plus the training
+    code that uses it (tests/test_fields.py shows it).
+    """
 
     kind: str  # "int", "float", "choice", "bool", "layers"
+    label: str  # widget label and CLI help, e.g. "Weight decay (L2)"
+    help: str = ""
     low: float | None = None
     high: float | None = None
     low_open: bool = False  # True: low itself is not allowed
     choices: tuple[str, ...] = ()
     optional: bool = False  # None is allowed
+    widget: str = "number"  # number | slider | select_slider | select | checkbox | layers
+    step: float | None = None  # widget step
+    options: tuple[Any, ...] = ()  # a select_slider's values
+    advanced: bool = False  # in the Train page's Advanced expander
+    short: str = ""  # label in one-line summaries ("lr 0.002"); "" for describe()'s four study fields
+    column: str = ""  # Compare column of its own; "" means it is listed in the "options" column
+    flag: str = ""  # CLI flag; default --name-with-dashes
+    name: str = ""  # filled in by the table
+    default: Any = None  # filled in from TrainConfig
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
 
     def describe(self) -> str:
+        """What is allowed, as the messages say it: 'an integer in the range [1, 200]'."""
         if self.kind == "choice":
             return "one of " + ", ".join(repr(c) for c in self.choices)
         if self.kind == "bool":
@@ -166,67 +193,99 @@ class Constraint:
         text = f"{noun} in the range {left}{self.low:g}, {self.high:g}]"
         return text + (" or empty for the optimizer's default" if self.optional else "")
 
+    def format(self, value: Any) -> str:
+        """A value as summaries show it: 0.002, 20, 'cosine', '128, 64'."""
+        if self.kind == "layers":
+            return ", ".join(str(u) for u in value)
+        return f"{value:g}" if isinstance(value, float) else str(value)
 
-CONSTRAINTS: dict[str, Constraint] = {
-    "hidden_layers": Constraint("layers"),
-    "activation": Constraint("choice", choices=ACTIVATIONS),
-    "optimizer": Constraint("choice", choices=OPTIMIZERS),
-    "weight_decay": Constraint("float", 0.0, 0.1),
-    "learning_rate": Constraint("float", 0.0, 1.0, low_open=True, optional=True),
-    "epochs": Constraint("int", 1, 200),
-    "batch_size": Constraint("int", 8, 4096),
-    "val_fraction": Constraint("float", 0.01, 0.5),
-    "seed": Constraint("int", 0, 2**31 - 1),
-    "dropout": Constraint("float", 0.0, 0.9),
-    "augment": Constraint("float", 0.0, 1.0),
-    "lr_schedule": Constraint("choice", choices=LR_SCHEDULES),
-    "early_stopping": Constraint("int", 0, 200),
-    "label_smoothing": Constraint("float", 0.0, 0.5),
-    "batch_norm": Constraint("bool"),
-}
-
-
-def _fail(name: str, value: Any, constraint: Constraint) -> ConfigError:
-    return ConfigError(f"{name} must be {constraint.describe()}; got {value!r}")
-
-
-def _check(name: str, value: Any, c: Constraint) -> None:
-    if value is None and c.optional:
-        return
-    if c.kind == "bool":
-        if not isinstance(value, bool):
-            raise _fail(name, value, c)
-    elif c.kind == "choice":
-        if value not in c.choices:
-            raise _fail(name, value, c)
-    elif c.kind == "layers":
-        ok = (
-            isinstance(value, tuple)
-            and 1 <= len(value) <= MAX_LAYERS
-            and all(isinstance(u, int) and not isinstance(u, bool) and 1 <= u <= MAX_UNITS for u in value)
-        )
+    def check(self, value: Any) -> None:
+        """Raise ConfigError naming this field, the value and what is allowed, unless the value is allowed."""
+        if value is None and self.optional:
+            return
+        if self.kind == "bool":
+            ok = isinstance(value, bool)
+        elif self.kind == "choice":
+            ok = value in self.choices
+        elif self.kind == "layers":
+            ok = (isinstance(value, tuple) and 1 <= len(value) <= MAX_LAYERS
+                  and all(isinstance(u, int) and not isinstance(u, bool) and 1 <= u <= MAX_UNITS for u in value))
+            value = list(value) if isinstance(value, tuple) else value
+        else:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if self.kind == "int" and not isinstance(value, int):
+                ok = False
+            if ok and (math.isnan(value) or math.isinf(value)):
+                ok = False
+            if ok:
+                too_low = value <= self.low if self.low_open else value < self.low
+                ok = not too_low and value <= self.high
         if not ok:
-            shown = list(value) if isinstance(value, tuple) else value
-            raise _fail(name, shown, c)
-    else:
-        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if c.kind == "int" and not isinstance(value, int):
-            numeric = False
-        if not numeric or math.isnan(value) or math.isinf(value):
-            raise _fail(name, value, c)
-        too_low = value <= c.low if c.low_open else value < c.low
-        if too_low or value > c.high:
-            raise _fail(name, value, c)
+            raise ConfigError(f"{self.name} must be {self.describe()}; got {value!r}")
 
 
-def validate(config: TrainConfig) -> None:
-    """Check every field against CONSTRAINTS.
+def _weight_decay_options(high: float) -> tuple[float, ...]:
+    """0, then a 1-2-5 log scale up to the maximum, plus the reference study's 0.0005."""
+    scale = [m * 10.0**e for e in range(-5, 0) for m in (1, 2, 5)]
+    return tuple(sorted({0.0, *(round(v, 12) for v in scale if v <= high), high, 0.0005}))
+
+
+def field_table(fields: dict[str, Field], config_class: type) -> dict[str, Field]:
+    """Fill in each row's name and default from the dataclass; every field needs a row and every row a field."""
+    declared = {f.name: f for f in dataclasses.fields(config_class)}
+    if set(declared) != set(fields):
+        raise RuntimeError(f"field table and {config_class.__name__} disagree: {sorted(set(declared) ^ set(fields))}")
+    return {name: dataclasses.replace(f, name=name, default=declared[name].default) for name, f in fields.items()}
+
+
+_LR_DEFAULTS = ", ".join(f"{name} {lr:g}" for name, lr in DEFAULT_LEARNING_RATES.items())
+
+FIELDS: dict[str, Field] = field_table({
+    "hidden_layers": Field("layers", "Hidden layers",
+                           f"units per hidden layer, e.g. 256, 128; 1 to {MAX_LAYERS} layers of 1 to {MAX_UNITS} units",
+                           widget="layers", flag="--hidden", column="hidden layers"),
+    "activation": Field("choice", "Activation", "hidden-layer activation", choices=ACTIVATIONS, widget="select",
+                        column="activation"),
+    "optimizer": Field("choice", "Optimizer", "nesterov: SGD with momentum 0.9 and Nesterov updates",
+                       choices=OPTIMIZERS, widget="select", column="optimizer"),
+    "weight_decay": Field("float", "Weight decay (L2)", "L2 penalty on every Dense kernel: loss += weight_decay × Σw²",
+                          0.0, 0.1, widget="select_slider", options=_weight_decay_options(0.1), column="weight decay"),
+    "learning_rate": Field("float", "Learning rate", f"empty: the optimizer's Keras default ({_LR_DEFAULTS})",
+                           0.0, 1.0, low_open=True, optional=True, step=0.0001, advanced=True, short="lr",
+                           column="learning rate"),
+    "epochs": Field("int", "Epochs", "passes over the training split", 1, 200, step=1, advanced=True,
+                    short="epochs", column="epochs"),
+    "batch_size": Field("int", "Batch size", "samples per gradient step", 8, 4096, step=16, advanced=True,
+                        short="batch"),
+    "val_fraction": Field("float", "Validation fraction", "stratified hold-out of the training split",
+                          0.01, 0.5, widget="slider", step=0.01, advanced=True, short="val"),
+    "seed": Field("int", "Seed", "seeds the weights, the shuffling and the validation split", 0, 2**31 - 1, step=1,
+                  advanced=True, short="seed"),
+    "dropout": Field("float", "Dropout", "dropout rate after each hidden layer; 0 is off", 0.0, 0.9,
+                     widget="slider", step=0.05, advanced=True, short="dropout"),
+    "augment": Field("float", "Augmentation strength",
+                     "random shifts, rotations and zoom at training time only; 0 is off", 0.0, 1.0,
+                     widget="slider", step=0.1, advanced=True, short="augment"),
+    "lr_schedule": Field("choice", "Learning-rate schedule", "step: ×0.1 at 50 % and 75 % of training",
+                         choices=LR_SCHEDULES, widget="select", advanced=True, short="lr schedule"),
+    "early_stopping": Field("int", "Early stopping patience (epochs)",
+                            "stop when val accuracy has not improved this long; 0 is off", 0, 200, step=1,
+                            advanced=True, short="early stop"),
+    "label_smoothing": Field("float", "Label smoothing", "cross-entropy label smoothing; 0 is off", 0.0, 0.5,
+                             widget="slider", step=0.05, advanced=True, short="label smoothing"),
+    "batch_norm": Field("bool", "Batch normalisation", "BatchNormalization before each hidden activation",
+                        widget="checkbox", advanced=True, short="batch norm"),
+}, TrainConfig)
+
+
+def validate(config: Any, fields: Mapping[str, Field] | None = None) -> None:
+    """Check every field of a config against its row of the table.
 
     Raises:
         ConfigError: naming the first bad field, its value and what is allowed.
     """
-    for f in dataclasses.fields(config):
-        _check(f.name, getattr(config, f.name), CONSTRAINTS[f.name])
+    for name, f in (FIELDS if fields is None else fields).items():
+        f.check(getattr(config, name))
 
 
 def parse_layers(text: str) -> tuple[int, ...]:
@@ -235,9 +294,13 @@ def parse_layers(text: str) -> tuple[int, ...]:
     Raises:
         ConfigError: naming hidden_layers, the text and what is allowed.
     """
-    c = CONSTRAINTS["hidden_layers"]
+    f = FIELDS["hidden_layers"]
+
+    def fail() -> ConfigError:
+        return ConfigError(f"hidden_layers must be {f.describe()}; got {text!r}")
+
     if not isinstance(text, str):
-        raise _fail("hidden_layers", text, c)
+        raise fail()
     body = text.strip().removeprefix("[").removesuffix("]")
     parts = body.replace(",", " , ").split()
     # Tokens must alternate number, comma, number...; a comma may also be a plain space.
@@ -246,21 +309,18 @@ def parse_layers(text: str) -> tuple[int, ...]:
     for token in parts:
         if token == ",":
             if expect_number:
-                raise _fail("hidden_layers", text, c)
+                raise fail()
             expect_number = True
             continue
         if not (token.isascii() and token.isdigit()) or len(token) > 5:
-            raise _fail("hidden_layers", text, c)
+            raise fail()
         numbers.append(int(token))
         expect_number = False
     if not numbers or (parts and parts[-1] == ","):
-        raise _fail("hidden_layers", text, c)
+        raise fail()
     if len(numbers) > MAX_LAYERS or not all(1 <= u <= MAX_UNITS for u in numbers):
-        raise _fail("hidden_layers", text, c)
+        raise fail()
     return tuple(numbers)
-
-
-_DEFAULT = TrainConfig()  # what options_text compares with
 
 
 @dataclass(frozen=True)

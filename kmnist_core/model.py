@@ -29,17 +29,6 @@ def tensorflow_environment() -> None:
 tensorflow_environment()
 
 
-def count_params(config: TrainConfig) -> int:
-    """Trainable + non-trainable parameters of build_model(config), without importing Keras."""
-    total, fan_in = 0, 28 * 28
-    for units in config.hidden_layers:
-        total += fan_in * units + (0 if config.batch_norm else units)  # BN's beta replaces the bias
-        if config.batch_norm:
-            total += 4 * units  # gamma, beta, moving mean, moving variance
-        fan_in = units
-    return total + fan_in * 10 + 10
-
-
 def build_model(config: TrainConfig) -> keras.Model:
     """uint8 (28, 28) in -> rescale -> [augment] -> flatten -> Dense hidden layers -> softmax(10).
 

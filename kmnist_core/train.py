@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 
 from . import evaluate
-from .config import TrainConfig
+from .config import TrainConfig, count_params
 from .data import Dataset, split_validation
 from .loop import EpochLoop, use_xla
-from .model import build_model, count_params, make_loss, make_optimizer
+from .model import build_model, make_loss, make_optimizer
 from .records import EpochRecord, Progress, Status, TrainResult
 
 PROGRESS_INTERVAL_S = 0.1  # within-epoch progress at most ~10 times a second

@@ -1,4 +1,4 @@
-"""What the dashboard pages show, as plain data: table rows, run picking, option lists, status text."""
+"""Tables and text the dashboard pages show: the Compare table, status lines, per-class tables, image helpers."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import evaluate
-from .config import CONSTRAINTS, PRESETS, REFERENCE_PRESETS, TrainConfig
-from .data import CLASSES, KmnistClass
-from .model import count_params
+from .config import FIELDS, PRESETS, REFERENCE_PRESETS, TrainConfig, count_params
+from .data import CLASSES
+from .records import Status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -18,35 +18,25 @@ if TYPE_CHECKING:
     from .jobs import JobSnapshot
     from .store import RunInfo
 
-# Units per hidden layer offered by the Train page's select-sliders: powers of two, 16 to 1024.
-UNIT_OPTIONS: tuple[int, ...] = tuple(2**k for k in range(4, 11))
-
-
-def _weight_decay_options() -> tuple[float, ...]:
-    """0, then a 1-2-5 log scale up to the constraint's maximum, plus every preset's value."""
-    high = CONSTRAINTS["weight_decay"].high
-    scale = [m * 10.0**e for e in range(-5, 0) for m in (1, 2, 5)]
-    values = {0.0, *(round(v, 12) for v in scale if v <= high), high}
-    values |= {p.config.weight_decay for p in PRESETS.values()}
-    return tuple(sorted(values))
-
-
-WEIGHT_DECAY_OPTIONS: tuple[float, ...] = _weight_decay_options()
-
+# The fields with a Compare column of their own, in table order; the "options" column lists the
+# other non-default fields (TrainConfig.options_text).
+COLUMN_FIELDS = tuple(name for name, f in FIELDS.items() if f.column)
 # Columns of the Compare table, in order. "source" says where a row's numbers come from:
-# "measured" (a run in our store), "reported" (the reference study), later "baseline".
+# "measured" (a run in our store), "reported" (the reference study), "baseline" (k-NN, fitted here).
 TABLE_COLUMNS = (
-    "run", "source", "hidden layers", "activation", "optimizer", "weight decay", "learning rate", "epochs",
+    "run", "source", *(FIELDS[name].column for name in COLUMN_FIELDS),
     "parameters", "best val accuracy", "test accuracy", "train time (s)", "status", "options", "note",
 )
+NUMERIC_COLUMNS = tuple(FIELDS[n].column for n in COLUMN_FIELDS if FIELDS[n].kind == "float")
+INTEGER_COLUMNS = (*(FIELDS[n].column for n in COLUMN_FIELDS if FIELDS[n].kind == "int"), "parameters")
 MEASURED, REPORTED, BASELINE = "measured", "reported", "baseline"
-# The table's columns of their own; its "options" column lists the other non-default fields.
-COLUMN_FIELDS = ("learning_rate", "epochs")
+# What the reference study reported of each configuration: its four axes (and the two accuracies).
+REPORTED_FIELDS = ("hidden_layers", "activation", "optimizer", "weight_decay")
 
 
 def layers_text(layers: Sequence[int]) -> str:
     """'128, 64'."""
-    return ", ".join(str(u) for u in layers)
+    return FIELDS["hidden_layers"].format(layers)
 
 
 def options_text(config: TrainConfig) -> str:
@@ -54,25 +44,22 @@ def options_text(config: TrainConfig) -> str:
     return config.options_text(skip=COLUMN_FIELDS)
 
 
-def _config_columns(config: TrainConfig | None) -> dict[str, Any]:
+def _config_columns(config: TrainConfig | None, names: Iterable[str] = COLUMN_FIELDS) -> dict[str, Any]:
     if config is None:
         return {}
-    return {
-        "hidden layers": layers_text(config.hidden_layers),
-        "activation": config.activation,
-        "optimizer": config.optimizer,
-        "weight decay": config.weight_decay,
-        "learning rate": config.resolved_learning_rate,
-        "epochs": config.epochs,
-        "parameters": count_params(config),
-        "options": options_text(config),
-    }
+    row: dict[str, Any] = {}
+    for name in names:
+        value = config.resolved_learning_rate if name == "learning_rate" else getattr(config, name)
+        row[FIELDS[name].column] = layers_text(value) if name == "hidden_layers" else value
+    return row
 
 
 def run_row(info: RunInfo) -> dict[str, Any]:
     """One Compare-table row of a stored run; broken runs keep their id, status and reason."""
     m = info.metrics or {}
     row = {"run": info.run_id, "source": MEASURED, **_config_columns(info.config)}
+    if info.config is not None:
+        row.update({"parameters": count_params(info.config), "options": options_text(info.config)})
     row.update({
         "best val accuracy": m.get("best_val_accuracy"),
         "test accuracy": m.get("test_accuracy"),
@@ -86,15 +73,19 @@ def run_row(info: RunInfo) -> dict[str, Any]:
 
 
 def reported_rows(names: Iterable[str] = REFERENCE_PRESETS) -> list[dict[str, Any]]:
-    """The reference study's reported numbers, one row per preset, marked source='reported'."""
+    """The reference study's reported numbers, one row per preset, marked source='reported'.
+
+    The study reported each configuration's four axes and its two accuracies, nothing more:
+    the other cells stay empty rather than show our presets' choices as if it had reported them.
+    """
     rows = []
     for name in names:
         preset = PRESETS[name]
         note = "reported by the reference study, not measured here"
         rows.append({
-            "run": name, "source": REPORTED, **_config_columns(preset.config),
+            "run": name, "source": REPORTED, **_config_columns(preset.config, REPORTED_FIELDS),
             "best val accuracy": preset.reported_val_accuracy, "test accuracy": preset.reported_test_accuracy,
-            "train time (s)": None, "status": REPORTED, "note": f"{note}; {preset.note}" if preset.note else note,
+            "status": REPORTED, "note": f"{note}; {preset.note}" if preset.note else note,
         })
     return rows
 
@@ -123,28 +114,11 @@ def compare_table(runs: Sequence[RunInfo], reference_rows: Iterable[Mapping[str,
 
     rows = [dict(r) for r in reference_rows] + [run_row(info) for info in runs]
     df = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
-    for col in ("weight decay", "learning rate", "best val accuracy", "test accuracy", "train time (s)"):
+    for col in (*NUMERIC_COLUMNS, "best val accuracy", "test accuracy", "train time (s)"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
-    for col in ("epochs", "parameters"):
+    for col in INTEGER_COLUMNS:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
     return df
-
-
-def completed_runs(runs: Iterable[RunInfo]) -> list[RunInfo]:
-    """The completed runs, in the given order."""
-    return [r for r in runs if r.completed]
-
-
-def best_run(runs: Iterable[RunInfo]) -> RunInfo | None:
-    """The completed run with the highest best validation accuracy (never the test split); newest on ties."""
-    best = None
-    for info in runs:
-        val = (info.metrics or {}).get("best_val_accuracy")
-        if not info.completed or val is None:
-            continue
-        if best is None or val > best[0] or (val == best[0] and info.created > best[1].created):
-            best = (val, info)
-    return best[1] if best else None
 
 
 def run_label(info: RunInfo) -> str:
@@ -171,14 +145,14 @@ def format_duration(seconds: float | None) -> str:
 
 def progress_text(snap: JobSnapshot) -> str:
     """One line for a job: 'epoch 3/10 · ETA 12 s', 'queued, position 2', 'completed (cached)'..."""
-    if snap.status == "queued":
+    if snap.status == Status.QUEUED:
         return f"queued, position {snap.position}" if snap.position else "queued"
-    if snap.status == "running":
+    if snap.status == Status.RUNNING:
         if snap.epoch == 0:
             return f"starting: {snap.epochs} epochs"
         eta = f" · ETA {format_duration(snap.eta_s)}" if snap.eta_s is not None else ""
         return f"epoch {snap.epoch}/{snap.epochs}{eta}"
-    if snap.status == "completed":
+    if snap.status == Status.COMPLETED:
         return "completed (cached: answered from the run store)" if snap.cached else (
             f"completed in {format_duration(snap.elapsed_s)}")
     text = f"{snap.status} after {len(snap.history)}/{snap.epochs} epochs"
@@ -187,20 +161,14 @@ def progress_text(snap: JobSnapshot) -> str:
 
 def queue_summary(active: Sequence[JobSnapshot]) -> str:
     """The job queue in a few words: 'training 3/10 epochs · 2 queued', or 'idle'."""
-    running = [s for s in active if s.status == "running"]
-    queued = sum(1 for s in active if s.status == "queued")
+    running = [s for s in active if s.status == Status.RUNNING]
+    queued = sum(1 for s in active if s.status == Status.QUEUED)
     parts = []
     for s in running:
         parts.append(f"training {s.epoch}/{s.epochs} epochs" if s.epoch else f"starting {s.epochs} epochs")
     if queued:
         parts.append(f"{queued} queued")
     return " · ".join(parts) if parts else "idle: nothing training"
-
-
-def confusion_matrix(info: RunInfo) -> np.ndarray | None:
-    """A completed run's stored (10, 10) int confusion matrix, or None."""
-    cm = (info.metrics or {}).get("confusion")
-    return None if cm is None else np.asarray(cm, dtype=np.int64)
 
 
 def class_metrics_table(per_class: Mapping[str, Sequence[float]]) -> pd.DataFrame:
@@ -214,28 +182,6 @@ def class_metrics_table(per_class: Mapping[str, Sequence[float]]) -> pd.DataFram
         "f1": per_class["f1"],
         "support": [int(s) for s in per_class["support"]],
     })
-
-
-def cell_from_selection(selection: Mapping[str, Any] | None) -> tuple[int, int] | None:
-    """(true, predicted) class of the confusion cell a plotly selection event points at, if any.
-
-    The confusion chart carries customdata [true, pred] on each cell's click target;
-    without it, the point's x (predicted) and y (true) axis labels are matched to CLASSES.
-    """
-    points = (selection or {}).get("points") or []
-    for point in points:
-        custom = point.get("customdata")
-        if isinstance(custom, (list, tuple)) and len(custom) >= 2:
-            try:
-                true, pred = int(custom[0]), int(custom[1])
-            except (TypeError, ValueError):
-                continue
-            if 0 <= true < len(CLASSES) and 0 <= pred < len(CLASSES):
-                return true, pred
-        labels = {c.label: c.index for c in CLASSES}
-        if point.get("y") in labels and point.get("x") in labels:
-            return labels[point["y"]], labels[point["x"]]
-    return None
 
 
 def cell_samples(y_true: np.ndarray, pred: np.ndarray, proba: np.ndarray, true: int, predicted: int,
@@ -257,12 +203,6 @@ def cell_samples(y_true: np.ndarray, pred: np.ndarray, proba: np.ndarray, true: 
     p = proba[idx, predicted]
     order = np.argsort(-p, kind="stable")[:limit]
     return idx[order], p[order], len(idx)
-
-
-def top_class(proba: np.ndarray) -> tuple[KmnistClass, float]:
-    """The most probable class of one (10,) probability vector and its probability."""
-    i = int(np.argmax(proba))
-    return CLASSES[i], float(proba[i])
 
 
 def class_examples(labels: np.ndarray, cls: int, n: int = 8) -> np.ndarray:

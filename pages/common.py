@@ -11,7 +11,7 @@ from typing import Any
 
 import streamlit as st
 
-from kmnist_core import views
+from kmnist_core import service, views
 from kmnist_core.data import ATTRIBUTION, ENV_DATA_DIR, Dataset, load_kmnist
 from kmnist_core.errors import KmnistError, RunNotFoundError
 from kmnist_core.inference import Network
@@ -115,7 +115,7 @@ def _load_network(path: str, mtime: float) -> Network:
 
 
 def run_network(run_id: str) -> Network:
-    """The trained network of a completed run for the TensorFlow-free forward pass, loaded once per process.
+    """The trained network of a completed run (numpy forward pass), loaded once per process.
 
     A run stored before weights were exported gets them now, from a short-lived worker process.
 
@@ -127,11 +127,8 @@ def run_network(run_id: str) -> Network:
     try:
         path = runs.weights_path(run_id)
     except RunNotFoundError:
-        runs.model_path(run_id)  # no model either: say so
-        from kmnist_core.worker import export_weights_in_worker
-
         with st.spinner(f"Exporting the weights of run {run_id}, stored before weights were exported…"):
-            export_weights_in_worker(runs, run_id)
+            service.load_network(runs, run_id)
         path = runs.weights_path(run_id)
     return _load_network(str(path), path.stat().st_mtime)
 
@@ -239,8 +236,6 @@ def pick_run(runs: list[RunInfo], key: str, label: str = "Run") -> RunInfo | Non
         The chosen RunInfo, or None.
     """
     by_id = {r.run_id: r for r in runs}
-    completed = views.completed_runs(runs)
-    ids = [r.run_id for r in completed]
     wanted = []
     param = st.query_params.get("run")
     if param is not None and key not in st.session_state:
@@ -250,29 +245,39 @@ def pick_run(runs: list[RunInfo], key: str, label: str = "Run") -> RunInfo | Non
             st.error(str(e), icon=":material/error:")
     wanted += [st.session_state.get(key), st.session_state.get(SELECTED_RUN)]
     for run_id in dict.fromkeys(r for r in wanted if r):
-        if run_id not in by_id:
-            st.warning(f"run {run_id} no longer exists", icon=":material/warning:")
-        elif run_id not in ids:
-            info = by_id[run_id]
-            reason = f": {info.reason}" if info.reason else ""
-            st.warning(f"run {run_id} is {info.status}{reason}; only completed runs can be shown here",
-                       icon=":material/warning:")
-    if st.session_state.get(key) not in ids:
-        st.session_state.pop(key, None)
-    if st.session_state.get(SELECTED_RUN) not in ids:
-        st.session_state.pop(SELECTED_RUN, None)
-    if not completed:
+        if reason := service.unavailable_reason(runs, run_id):
+            st.warning(reason, icon=":material/warning:")
+    ids = [r.run_id for r in service.completed_runs(runs)]
+    for k in (key, SELECTED_RUN):
+        if st.session_state.get(k) not in ids:
+            st.session_state.pop(k, None)
+    if not ids:
         no_completed_run()
         return None
     if key not in st.session_state:
-        first = next((r for r in wanted if r in ids), None)
-        st.session_state[key] = first or views.best_run(completed).run_id
+        st.session_state[key] = service.default_run(runs, wanted).run_id
     run_id = st.selectbox(label, ids, key=key, format_func=lambda r: views.run_label(by_id[r]))
     st.session_state[SELECTED_RUN] = run_id
     st.query_params["run"] = run_id
     return by_id[run_id]
 
 
-def same_data(info: RunInfo, data: Dataset) -> bool:
-    """True if the run was trained and tested on this very dataset (its config key includes the data)."""
-    return info.config is not None and info.key == info.config.key(data.fingerprint)
+def run_result(run_id: str, key: str = "train_result") -> None:
+    """A finished run's numbers and links to look at it further, in a container with this key."""
+    info = store().get(run_id)
+    if not info.completed:
+        reason = f": {info.reason}" if info.reason else ""
+        st.warning(f"run {run_id} is {info.status}{reason}", icon=":material/warning:")
+        return
+    m = info.metrics
+    with st.container(key=key):
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric("Best val accuracy", f"{m['best_val_accuracy']:.4f}", help=f"at epoch {m['best_epoch']}")
+        c2.metric("Test accuracy", f"{m['test_accuracy']:.4f}")
+        c3.metric("Train time", views.format_duration(m.get("wall_seconds")))
+        c4.metric("Parameters", f"{m.get('params', 0):,}")
+        st.session_state[SELECTED_RUN] = run_id
+        l1, l2 = st.columns(2)
+        l1.page_link(CONFUSION_PAGE, label="Confusion matrix of this run", icon=":material/grid_on:",
+                     query_params={"run": run_id})
+        l2.page_link(DRAW_PAGE, label="Draw with this model", icon=":material/draw:", query_params={"run": run_id})

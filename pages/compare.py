@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from kmnist_core import charts, views
-from kmnist_core.config import PRESETS, REFERENCE_PRESETS
+from kmnist_core import charts, service, views
+from kmnist_core.config import REFERENCE_PRESETS
 from kmnist_core.errors import KmnistError
-from kmnist_core.store import ACTIVE
+from kmnist_core.records import ACTIVE
 from pages import common
 
 CONFIRM = "compare_confirm_delete"  # run id waiting for the user to confirm its deletion
@@ -42,10 +42,7 @@ def _references() -> None:
     hint = "Queues " + ", ".join(REFERENCE_PRESETS) + "; configurations already trained come from the store"
     if st.button("Run the four reference configurations", key="compare_run_references", disabled=q is None,
                  help=hint):
-        cached = 0
-        for name in REFERENCE_PRESETS:
-            job_id = q.submit(PRESETS[name].config)
-            cached += q.progress(job_id).cached
+        _, cached = service.submit_presets(q, REFERENCE_PRESETS)
         queued = len(REFERENCE_PRESETS) - cached
         st.success(f"{queued} queued, {cached} already in the store; the table updates as they finish.",
                    icon=":material/playlist_add_check:")
@@ -60,7 +57,7 @@ def _curves(runs) -> None:
     if not with_history:
         return
     labels = {r.run_id: views.run_label(r) for r in with_history}
-    default = [r.run_id for r in views.completed_runs(with_history)[:3]]
+    default = [r.run_id for r in service.completed_runs(with_history)[:3]]
     left, right = st.columns([3, 1])
     chosen = left.multiselect("Runs to overlay", list(labels), default=default, key="compare_overlay",
                               format_func=labels.get)
@@ -84,7 +81,7 @@ def _confirm_delete(run_id: str) -> None:
     ss.pop(CONFIRM, None)
     ss.pop("compare_delete_run", None)
     try:
-        common.store().delete(run_id)
+        service.delete_run(common.store(), run_id)
         ss[DELETED] = f"run {run_id} deleted"
     except KmnistError as e:
         ss[DELETED] = str(e)
@@ -121,10 +118,10 @@ def main() -> None:
     runs = runs_store.list_runs()
     _table(runs)
     _references()
-    if not views.completed_runs(runs):
+    if not service.completed_runs(runs):
         common.no_completed_run()
     _curves(runs)
-    table = views.compare_table(views.completed_runs(runs))
+    table = views.compare_table(service.completed_runs(runs))
     if len(table):
         st.subheader("Hyperparameters against test accuracy")
         st.plotly_chart(charts.parallel_coordinates(table), key="compare_parcoords")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from kmnist_core import charts, views
+from kmnist_core import charts, service, views
 from kmnist_core.data import CLASSES
 from pages import common
 
@@ -17,7 +17,7 @@ ss = st.session_state
 def _on_click() -> None:
     """A clicked cell sets the two class pickers, which are the one record of the chosen cell."""
     event = ss.get("confusion_chart")
-    cell = views.cell_from_selection(event.get("selection") if event else None)
+    cell = charts.cell_from_selection(event.get("selection") if event else None)
     if cell is not None:
         ss[TRUE], ss[PRED] = cell
 
@@ -38,32 +38,17 @@ def _gallery(predictions, data, true: int, pred: int) -> None:
                  caption=[f"p={p:.2f}" for p in probs], width=28 * ZOOM)
 
 
-def _subject(runs_store, data):
-    """What to show: a stored run or a cached k-NN baseline.
-
-    Returns:
-        (metrics dict with test_accuracy, best_val_accuracy, per_class, confusion; a callable giving
-        (y_pred, proba); a warning if the predictions are not of the loaded data), or None.
-    """
+def _subject(runs_store, data) -> service.Subject | None:
+    """What to show: a stored run or a cached k-NN baseline, as the user picks."""
     cached = common.baselines()
     kind = "run"
     if cached:
         kind = st.radio("Show", ["run", *cached], key="confusion_source", horizontal=True,
                         format_func=lambda k: "a training run" if k == "run" else f"baseline: {cached[k].label}")
     if kind != "run":
-        b = cached[kind]
-        metrics = {"test_accuracy": b.test_accuracy, "best_val_accuracy": None, "per_class": b.per_class,
-                   "confusion": b.confusion}
-        return metrics, lambda: (b.test_pred, b.test_proba), None
+        return service.baseline_subject(cached[kind])
     info = common.pick_run(runs_store.list_runs(), key="confusion_run")
-    if info is None:
-        return None
-    warning = None
-    if data is not None and not common.same_data(info, data):
-        warning = (f"run {info.run_id} was tested on other data ({info.data_source}); "
-                   "its images cannot be shown with the data loaded now.")
-    metrics = {**info.metrics, "confusion": views.confusion_matrix(info)}
-    return metrics, lambda: runs_store.load_predictions(info.run_id), warning
+    return None if info is None else service.run_subject(runs_store, info, data)
 
 
 def main() -> None:
@@ -74,11 +59,9 @@ def main() -> None:
     subject = _subject(runs_store, data)
     if subject is None:
         return
-    m, predictions, warning = subject
-    matrix = m["confusion"]
     c1, c2, c3 = st.columns([1, 1, 2])
-    c1.metric("Test accuracy", f"{m['test_accuracy']:.4f}")
-    val = m.get("best_val_accuracy")
+    c1.metric("Test accuracy", f"{subject.test_accuracy:.4f}")
+    val = subject.best_val_accuracy
     c2.metric("Best val accuracy", f"{val:.4f}" if val is not None else "n/a", help="k-NN has no validation step"
               if val is None else None)
     with c3:
@@ -87,7 +70,7 @@ def main() -> None:
     ss.setdefault(TRUE, None)
     ss.setdefault(PRED, None)
     cell = (ss[TRUE], ss[PRED]) if ss[TRUE] is not None and ss[PRED] is not None else None
-    fig = charts.confusion_heatmap(matrix, normalised=mode == "row-normalised", selected=cell)
+    fig = charts.confusion_heatmap(subject.confusion, normalised=mode == "row-normalised", selected=cell)
     st.plotly_chart(fig, key="confusion_chart", on_select=_on_click, selection_mode="points")
     st.caption("Rows: the true class; columns: what the model predicted. Click a cell to see its test images, "
                "or choose the classes here:")
@@ -100,12 +83,12 @@ def main() -> None:
     if ss[TRUE] is not None and ss[PRED] is not None:
         if data is None:
             st.info("The test images need the data, which could not be loaded.", icon=":material/info:")
-        elif warning:
-            st.warning(warning, icon=":material/warning:")
+        elif subject.warning:
+            st.warning(subject.warning, icon=":material/warning:")
         else:
-            _gallery(predictions, data, ss[TRUE], ss[PRED])
+            _gallery(subject.predictions, data, ss[TRUE], ss[PRED])
     st.subheader("Per-class precision, recall and F1")
-    st.dataframe(views.class_metrics_table(m["per_class"]), hide_index=True, key="confusion_per_class",
+    st.dataframe(views.class_metrics_table(subject.per_class), hide_index=True, key="confusion_per_class",
                  column_config={c: st.column_config.NumberColumn(format="%.4f") for c in ("precision", "recall", "f1")})
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
-from kmnist_core import charts, drawing, views
+from kmnist_core import charts, drawing, service, views
 from kmnist_core.errors import InputError
 from pages import common
 
@@ -44,13 +44,12 @@ def _image() -> tuple[np.ndarray | None, str]:
         return None, "canvas"
 
 
-def _prediction(run_id: str, img28: np.ndarray, data) -> None:
-    proba = common.run_network(run_id).proba(img28)  # (10,)
-    top, p = views.top_class(proba)
+def _prediction(prediction: service.Prediction, data) -> None:
+    top, p = prediction.top
     with st.container(key="prediction"):
         st.markdown(f"<div style='font-size:6rem;line-height:1.1'>{top.hiragana}</div>", unsafe_allow_html=True)
         st.markdown(f"### {top.romaji} · {p:.1%}")
-    st.plotly_chart(charts.probability_bars(proba), key="draw_proba")
+    st.plotly_chart(charts.probability_bars(prediction.proba), key="draw_proba")
     if data is not None:
         st.caption(f"Training images of {top.label}, for comparison:")
         idx = views.class_examples(data.y_train, top.index, EXAMPLES)
@@ -70,8 +69,9 @@ def main() -> None:
     left, middle, right = st.columns([3, 2, 3])
     with left:
         rgba, source = _image()
+    network = common.run_network(info.run_id)  # after the canvas is on screen, so the first stroke is fast
     try:
-        img28 = drawing.preprocess_canvas(rgba) if rgba is not None else None
+        prediction = service.predict_image(network, rgba) if rgba is not None else None
     except InputError as e:
         with middle:
             st.error(str(e), icon=":material/error:")
@@ -79,16 +79,14 @@ def main() -> None:
     with middle:
         st.markdown("**Model input (28×28)**")
         with st.container(key="draw_preview"):
-            if img28 is None:
+            if prediction is None:
                 st.info("Draw a character on the canvas (or upload an image) to classify it.",
                         icon=":material/draw:")
             else:
-                st.image(views.enlarge(img28, PREVIEW_ZOOM), caption=f"from the {source}")
-    with right, common.guard():
-        if img28 is not None:
-            _prediction(info.run_id, img28, common.dataset())
-        else:
-            common.run_network(info.run_id)  # after the canvas is on screen, so the first stroke is fast
+                st.image(views.enlarge(prediction.image, PREVIEW_ZOOM), caption=f"from the {source}")
+    if prediction is not None:
+        with right:
+            _prediction(prediction, common.dataset())
 
 
 common.require_frame()

@@ -105,3 +105,12 @@ def test_parallel_coordinates_has_a_line_per_completed_run_coloured_by_test_accu
     assert list(fig.data[0].line.color) == [0.7, 0.8]
     empty = charts.parallel_coordinates(pd.DataFrame(columns=list(views.TABLE_COLUMNS)))
     assert len(empty.data[0].dimensions[0].values) == 0
+
+
+def test_cell_from_selection_reads_customdata_or_axis_labels():
+    point = {"x": "ま (ma)", "y": "き (ki)", "customdata": [1, 6, 34]}
+    assert charts.cell_from_selection({"points": [point]}) == (1, 6)
+    assert charts.cell_from_selection({"points": [{"x": "ま (ma)", "y": "き (ki)"}]}) == (1, 6)
+    for empty in (None, {}, {"points": []}, {"points": [{"x": "?", "y": "?"}]},
+                  {"points": [{"customdata": [12, 3]}]}):
+        assert charts.cell_from_selection(empty) is None

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from kmnist_core.config import PRESETS, REFERENCE_PRESETS, TINY, TrainConfig
+from kmnist_core.config import PRESETS, REFERENCE_PRESETS, TINY, TrainConfig, count_params
 from kmnist_core.data import split_validation
-from kmnist_core.model import build_model, count_params, make_loss, make_optimizer
+from kmnist_core.model import build_model, make_loss, make_optimizer
 from kmnist_core.train import predict_proba, train
 
 OPTION_DEFAULTS = {"dropout": 0.0, "augment": 0.0, "lr_schedule": "constant", "early_stopping": 0,

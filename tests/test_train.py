@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from helpers import wait_done, wait_until
 
-from kmnist_core.config import TINY, TrainConfig
-from kmnist_core.model import build_model, count_params, load_model
+from kmnist_core.config import TINY, TrainConfig, count_params
+from kmnist_core.model import build_model, load_model
 from kmnist_core.records import EPOCH_KEYS
 from kmnist_core.train import predict_proba, train
 

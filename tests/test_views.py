@@ -4,27 +4,16 @@ import numpy as np
 import pytest
 from helpers import wait_done
 
-from kmnist_core import views
-from kmnist_core.config import CONSTRAINTS, PRESETS, REFERENCE_PRESETS, TINY, TrainConfig
+from kmnist_core import service, views
+from kmnist_core.config import REFERENCE_PRESETS, TINY, TrainConfig
 from kmnist_core.data import CLASSES
 from kmnist_core.jobs import JobSnapshot
-from kmnist_core.model import count_params
 from kmnist_core.store import RunInfo
 
 
 def _run(run_id, status="completed", val=0.8, test=0.75, created=0.0, config=TINY, **metrics):
     m = {"best_val_accuracy": val, "test_accuracy": test, **metrics} if status == "completed" else {}
     return RunInfo(run_id, None, status, config, created=created, metrics=m)
-
-
-def test_option_lists_cover_the_widgets_and_stay_within_the_constraints():
-    assert views.UNIT_OPTIONS == (16, 32, 64, 128, 256, 512, 1024)
-    wd = views.WEIGHT_DECAY_OPTIONS
-    assert wd[0] == 0.0 and 0.0005 in wd and list(wd) == sorted(set(wd))
-    assert max(wd) <= CONSTRAINTS["weight_decay"].high
-    assert {p.config.weight_decay for p in PRESETS.values()} <= set(wd)
-    positive = np.array(wd[1:])
-    assert np.all(positive[1:] / positive[:-1] <= 2.5)  # a log scale: each step at most x2.5
 
 
 def test_compare_table_puts_reported_rows_beside_measured_runs():
@@ -39,7 +28,8 @@ def test_compare_table_puts_reported_rows_beside_measured_runs():
     best = reported.set_index("run").loc["ref-relu-adam"]
     assert best["test accuracy"] == 0.8834 and best["best val accuracy"] == 0.9495
     assert best["hidden layers"] == "128, 64" and best["weight decay"] == 0.0005
-    assert best["learning rate"] == 0.001 and best["parameters"] == count_params(PRESETS["ref-relu-adam"].config)
+    # the study reported its four axes and two accuracies, nothing more: the rest stays empty
+    assert best[["learning rate", "epochs", "parameters", "options", "train time (s)"]].isna().all()
     assert "reported by the reference study" in best["note"]
     measured = df[df.source == "measured"].set_index("run")
     row = measured.loc["20261127-093000-ab12cd"]
@@ -65,16 +55,6 @@ def test_options_text_lists_only_what_differs_from_the_defaults():
     assert TrainConfig().summary() == TrainConfig().describe() == "[128, 64] relu adam wd=0"
 
 
-def test_best_run_is_chosen_on_validation_accuracy_never_test():
-    a = _run("20261127-090000-aaaaaa", val=0.80, test=0.99, created=1)
-    b = _run("20261127-090100-bbbbbb", val=0.85, test=0.70, created=2)
-    c = _run("20261127-090200-cccccc", val=0.85, test=0.60, created=3)  # tie on val: the newest wins
-    d = _run("20261127-090300-dddddd", status="failed", created=4)
-    assert views.best_run([a, b, c, d]).run_id == c.run_id
-    assert views.best_run([d]) is None and views.best_run([]) is None
-    assert views.completed_runs([a, d, b]) == [a, b]
-
-
 def test_run_label_and_durations():
     label = views.run_label(_run("20261127-093000-ab12cd", test=0.88341))
     assert label == "20261127-093000-ab12cd · [32] relu adam wd=0 · test 0.8834"
@@ -97,14 +77,6 @@ def test_progress_text_and_queue_summary():
     assert views.queue_summary([]) == "idle: nothing training"
 
 
-def test_cell_from_selection_reads_customdata_or_axis_labels():
-    assert views.cell_from_selection({"points": [{"x": "ま (ma)", "y": "き (ki)", "customdata": [1, 6, 34]}]}) == (1, 6)
-    assert views.cell_from_selection({"points": [{"x": "ま (ma)", "y": "き (ki)"}]}) == (1, 6)
-    for empty in (None, {}, {"points": []}, {"points": [{"x": "?", "y": "?"}]},
-                  {"points": [{"customdata": [12, 3]}]}):
-        assert views.cell_from_selection(empty) is None
-
-
 def test_cell_samples_are_the_cells_images_most_confident_first():
     y_true = np.array([1, 1, 1, 2, 1, 1], dtype=np.uint8)
     pred = np.array([6, 1, 6, 6, 6, 6], dtype=np.uint8)
@@ -120,19 +92,16 @@ def test_class_metrics_table_and_stored_confusion(queue, store):
     run_id = queue.submit(TINY)
     assert wait_done(queue, run_id).status == "completed"
     info = store.get(run_id)
-    table = views.class_metrics_table(info.metrics["per_class"])
+    subject = service.run_subject(store, info, queue.data)
+    table = views.class_metrics_table(subject.per_class)
     assert list(table["class"]) == [c.label for c in CLASSES]
     assert table["support"].sum() == len(queue.data.y_test)
-    cm = views.confusion_matrix(info)
+    cm = subject.confusion
     assert cm.shape == (10, 10) and np.trace(cm) / cm.sum() == pytest.approx(info.metrics["test_accuracy"])
     assert np.array_equal(cm.sum(axis=1), table["support"].to_numpy())
 
 
-def test_top_class_examples_and_enlarge():
-    proba = np.zeros(10)
-    proba[3] = 0.9
-    cls, p = views.top_class(proba)
-    assert cls.romaji == "tsu" and p == pytest.approx(0.9)
+def test_class_examples_and_enlarge():
     labels = np.array([3, 0, 3, 3, 1], dtype=np.uint8)
     assert list(views.class_examples(labels, 3, n=2)) == [0, 2]
     img = np.arange(4, dtype=np.uint8).reshape(2, 2)
