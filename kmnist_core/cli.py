@@ -96,6 +96,15 @@ def build_parser(fields: Mapping[str, Field] = FIELDS) -> argparse.ArgumentParse
     runs_sub = runs.add_subparsers(dest="runs_command", parser_class=_Parser)
     delete = runs_sub.add_parser("delete", help="delete a run that is not queued or running")
     delete.add_argument("run_id", metavar="RUN")
+    rename = runs_sub.add_parser("rename", help="give a run a name (shown wherever runs are listed)")
+    rename.add_argument("run_id", metavar="RUN")
+    rename.add_argument("name", metavar="NAME")
+    note = runs_sub.add_parser("note", help="give a run a note")
+    note.add_argument("run_id", metavar="RUN")
+    note.add_argument("note", metavar="TEXT")
+    tag = runs_sub.add_parser("tag", help="set a run's tags")
+    tag.add_argument("run_id", metavar="RUN")
+    tag.add_argument("tags", metavar="TAG", nargs="*")
     cancel = sub.add_parser("cancel", help="stop a run that a dashboard or another command is training")
     cancel.add_argument("run_id", metavar="RUN")
     predict = sub.add_parser("predict", help="classify an image (PNG/JPEG) with a run's model, as the Draw page does")
@@ -120,6 +129,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
             if args.runs_command == "delete":
                 service.delete_run(store, args.run_id)
                 print(f"run {args.run_id} deleted", file=out)
+                return EXIT_OK
+            if args.runs_command in ("rename", "note", "tag"):
+                info = store.relabel(args.run_id, name=getattr(args, "name", None), note=getattr(args, "note", None),
+                                     tags=getattr(args, "tags", None))
+                print(f"run {info.run_id}: {info.name}" + (f" [{', '.join(info.tags)}]" if info.tags else ""), file=out)
                 return EXIT_OK
             return _list_runs(store, out)
         if args.command == "cancel":
@@ -292,5 +306,5 @@ def _list_runs(store: RunStore, out: TextIO) -> int:
         cfg = info.config.summary() if info.config else "?"
         test = info.metrics.get("test_accuracy")
         extra = f"test {test:.4f}" if isinstance(test, float) else info.reason
-        print(f"{info.run_id}  {info.status:<11} {extra:<12} {cfg}", file=out)
+        print(f"{info.run_id}  {info.status:<11} {extra:<12} {info.name:<28} {cfg}", file=out)
     return EXIT_OK

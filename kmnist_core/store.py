@@ -35,6 +35,8 @@ RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 # Files a completed run must have, each whole, before it may read as completed. weights.npz is
 # not among them: runs stored before the worker exported weights lack it and are exported on use.
 COMPLETED_FILES = ("config.json", "status.json", "history.json", "metrics.json", "predictions.npz", "model.keras")
+LABEL_FILE = "label.json"  # the name, note and tags a user gave a run; never part of its result
+MAX_NAME, MAX_NOTE = 80, 2000
 STOP_FILE = "stop-requested"  # written by `cancel` in another process; the queue training the run stops it
 WEIGHTS_FILE = "weights.npz"  # the network as plain arrays, for the TensorFlow-free forward pass
 RESULT_FILES = ("predictions.npz", "model.keras", WEIGHTS_FILE)  # what a failed save removes again
@@ -55,10 +57,32 @@ class RunInfo:
     metrics: dict[str, Any] = field(default_factory=dict)
     reason: str = ""  # why a run is broken, failed or interrupted
     data_source: str = ""
+    label: dict[str, Any] = field(default_factory=dict)  # label.json: name, note, tags the user gave it
+
+    @property
+    def name(self) -> str:
+        """The name the user gave the run, else one made from its config ('128-64 relu adam wd5e-4')."""
+        return self.label.get("name") or (default_name(self.config) if self.config else self.run_id)
+
+    @property
+    def note(self) -> str:
+        return self.label.get("note", "")
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self.label.get("tags", []))
 
     @property
     def completed(self) -> bool:
         return self.status == Status.COMPLETED
+
+
+def default_name(config: TrainConfig) -> str:
+    """A readable name for a run of this config: '128-64 relu adam wd5e-4' (no wd part when it is 0)."""
+    parts = ["-".join(str(u) for u in config.hidden_layers), config.activation, config.optimizer]
+    if config.weight_decay:
+        parts.append("wd" + f"{config.weight_decay:.0e}".replace("e-0", "e-").replace("e+0", "e"))
+    return " ".join(parts)
 
 
 def default_root() -> Path:
@@ -172,12 +196,12 @@ class RunStore:
     def set_status(self, run_id: str, status: Status | str, reason: str = "") -> None:
         """Record a status, owned by this process; completed is written only by save_result, after every file."""
         status = Status(status)  # ValueError for an unknown word
-        _write_json(self._path(run_id) / "status.json",
+        _write_json(self.folder(run_id) / "status.json",
                     {"status": str(status), "owner": _owner(), "reason": reason, "time": time.time()})
 
     def save_history(self, run_id: str, history: list[EpochRecord]) -> None:
         """Write history.json: the finished epochs' records, whatever way the run ended."""
-        _write_json(self._path(run_id) / "history.json", list(history))
+        _write_json(self.folder(run_id) / "history.json", list(history))
 
     def save_result(self, run_id: str, result: TrainResult, weights: dict[str, np.ndarray] | None = None) -> None:
         """Write every file of a finished run, then its status last, so a crash never looks completed.
@@ -191,7 +215,7 @@ class RunStore:
             StoreError: one line naming the runs folder when the disk is full or not writable; the
                 run's partial result files are removed again and the run is left failed.
         """
-        path = self._path(run_id)
+        path = self.folder(run_id)
         try:
             self.save_history(run_id, result.history)
             if result.status == Status.COMPLETED:
@@ -224,7 +248,7 @@ class RunStore:
         """Write weights.npz (plain arrays, no pickle) atomically."""
         buf = io.BytesIO()
         np.savez_compressed(buf, **weights)
-        write_atomic(self._path(run_id) / WEIGHTS_FILE, buf.getvalue())
+        write_atomic(self.folder(run_id) / WEIGHTS_FILE, buf.getvalue())
 
     def weights_path(self, run_id: str) -> Path:
         """Path of a completed run's weights.npz.
@@ -232,9 +256,9 @@ class RunStore:
         Raises:
             RunNotFoundError: no such run, or it has no exported weights (stored before they existed).
         """
-        path = self._path(run_id) / WEIGHTS_FILE
+        path = self.folder(run_id) / WEIGHTS_FILE
         if not path.is_file():
-            if not self._path(run_id).is_dir():
+            if not self.folder(run_id).is_dir():
                 raise RunNotFoundError(f"run {run_id} no longer exists")
             raise RunNotFoundError(f"run {run_id} has no exported weights (it was stored before they existed)")
         return path
@@ -253,7 +277,7 @@ class RunStore:
             RunNotFoundError: if there is no such run.
             StoreError: if the request cannot be written.
         """
-        path = self._path(run_id)
+        path = self.folder(run_id)
         if not path.is_dir():
             raise RunNotFoundError(f"run {run_id} no longer exists")
         try:
@@ -263,7 +287,35 @@ class RunStore:
 
     def stop_requested(self, run_id: str) -> bool:
         """Whether request_stop was called for this run."""
-        return (self._path(run_id) / STOP_FILE).exists()
+        return (self.folder(run_id) / STOP_FILE).exists()
+
+    def relabel(self, run_id: str, name: str | None = None, note: str | None = None,
+                tags: list[str] | None = None) -> RunInfo:
+        """Give a run a name, a note or tags (None leaves that part as it is); returns the run as it now reads.
+
+        Raises:
+            RunNotFoundError: no such run.
+            ConfigError: a name over MAX_NAME characters or with a line break, a note over MAX_NOTE.
+            StoreError: label.json cannot be written.
+        """
+        info = self.get(run_id)
+        label = dict(info.label)
+        if name is not None:
+            name = name.strip()
+            if len(name) > MAX_NAME or "\n" in name:
+                raise ConfigError(f"a run name must be one line of at most {MAX_NAME} characters; got {len(name)}")
+            label["name"] = name
+        if note is not None:
+            if len(note) > MAX_NOTE:
+                raise ConfigError(f"a run note must be at most {MAX_NOTE} characters; got {len(note)}")
+            label["note"] = note
+        if tags is not None:
+            label["tags"] = sorted({t.strip() for t in tags if t.strip()})
+        try:
+            _write_json(self.folder(run_id) / LABEL_FILE, {k: v for k, v in label.items() if v})
+        except OSError as e:
+            raise self._write_error(e) from e
+        return self.get(run_id)
 
     def delete(self, run_id: str) -> None:
         """Remove a run folder.
@@ -271,7 +323,7 @@ class RunStore:
         Raises:
             RunNotFoundError: if the id is malformed or there is no such run.
         """
-        path = self._path(run_id)
+        path = self.folder(run_id)
         if not path.is_dir():
             raise RunNotFoundError(f"run {run_id} no longer exists")
         # Rename first so a concurrent reader never sees a half-deleted run as a run.
@@ -281,7 +333,12 @@ class RunStore:
 
     # --- reading ---
 
-    def _path(self, run_id: str) -> Path:
+    def folder(self, run_id: str) -> Path:
+        """The folder of a run (whether or not it exists).
+
+        Raises:
+            RunNotFoundError: the id is malformed (it never names a path outside the store).
+        """
         return self.root / check_run_id(run_id)
 
     def get(self, run_id: str) -> RunInfo:
@@ -290,7 +347,7 @@ class RunStore:
         Raises:
             RunNotFoundError: if the id is malformed or names no run.
         """
-        path = self._path(run_id)
+        path = self.folder(run_id)
         if not path.is_dir():
             raise RunNotFoundError(f"run {run_id} no longer exists")
         info = RunInfo(run_id, path, Status.BROKEN)
@@ -299,6 +356,8 @@ class RunStore:
             info.config = TrainConfig.from_dict(meta["config"])
             info.key, info.created = meta.get("key"), float(meta.get("created", 0))
             info.data_source = meta.get("data_source", "")
+            if (path / LABEL_FILE).exists():
+                info.label = _read_json(path / LABEL_FILE)
             state = _read_json(path / "status.json")
             status, info.reason = Status(state["status"]), state.get("reason", "")
             if status in ACTIVE and not _owner_alive(state.get("owner", "")):
@@ -363,7 +422,7 @@ class RunStore:
 
     def load_predictions(self, run_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(pred (N,) uint8, proba (N, 10) float32) of a completed run."""
-        path = self._path(run_id) / "predictions.npz"
+        path = self.folder(run_id) / "predictions.npz"
         try:
             with np.load(path, allow_pickle=False) as npz:
                 return npz["pred"], npz["proba"]
@@ -374,7 +433,7 @@ class RunStore:
 
     def model_path(self, run_id: str) -> Path:
         """Path of a run's model.keras; load it with kmnist_core.model.load_model."""
-        path = self._path(run_id) / "model.keras"
+        path = self.folder(run_id) / "model.keras"
         if not path.is_file():
             raise RunNotFoundError(f"run {run_id} has no stored model (it did not complete)")
         return path

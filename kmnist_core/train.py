@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import evaluate
+from . import evaluate, events
 from .config import TrainConfig, count_params
 from .data import Dataset, split_validation
 from .loop import EpochLoop, use_xla
@@ -100,6 +101,7 @@ def train(
     data: Dataset,
     on_progress: Callable[[Progress], None] | None = None,
     stop: threading.Event | None = None,
+    log_dir: Path | None = None,
 ) -> TrainResult:
     """Train one MLP on the training split, select by validation, score on the test split.
 
@@ -110,6 +112,7 @@ def train(
             about 10 times a second.
         stop: when set, training ends within a fraction of a second; the result is
             cancelled and keeps the epochs that finished.
+        log_dir: where to write TensorBoard event files (kmnist_core.events), or None.
 
     Returns:
         TrainResult; for a cancelled run only config, status, history and timing are filled.
@@ -133,6 +136,8 @@ def train(
     callbacks = [cb]
     if config.early_stopping > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.early_stopping))
+    if log_dir is not None:
+        callbacks.append(events.epoch_callback(log_dir, config))
     loop.fit(config.epochs, keras.callbacks.CallbackList(callbacks, model=model), seed=config.seed)
     params = count_params(config)
     if cb.cancelled:
@@ -143,7 +148,7 @@ def train(
         model.set_weights(cb.best_weights)
     proba = predict_proba(model, data.x_test)
     pred = proba.argmax(axis=1).astype(np.uint8)
-    return TrainResult(
+    result = TrainResult(
         config=config,
         status=Status.COMPLETED,
         history=cb.history,
@@ -158,6 +163,9 @@ def train(
         params=params,
         model=model,
     )
+    if log_dir is not None:
+        events.write_final(log_dir, result.metrics(), len(cb.history))
+    return result
 
 
 def predict_proba(model: Any, images: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ COLUMN_FIELDS = tuple(name for name, f in FIELDS.items() if f.column)
 # Columns of the Compare table, in order. "source" says where a row's numbers come from:
 # "measured" (a run in our store), "reported" (the reference study), "baseline" (k-NN, fitted here).
 TABLE_COLUMNS = (
-    "run", "source", *(FIELDS[name].column for name in COLUMN_FIELDS),
+    "run", "name", "source", *(FIELDS[name].column for name in COLUMN_FIELDS),
     "parameters", "best val accuracy", "test accuracy", "train time (s)", "status", "options", "note",
 )
 NUMERIC_COLUMNS = tuple(FIELDS[n].column for n in COLUMN_FIELDS if FIELDS[n].kind == "float")
@@ -57,7 +57,7 @@ def _config_columns(config: TrainConfig | None, names: Iterable[str] = COLUMN_FI
 def run_row(info: RunInfo) -> dict[str, Any]:
     """One Compare-table row of a stored run; broken runs keep their id, status and reason."""
     m = info.metrics or {}
-    row = {"run": info.run_id, "source": MEASURED, **_config_columns(info.config)}
+    row = {"run": info.run_id, "name": info.name, "source": MEASURED, **_config_columns(info.config)}
     if info.config is not None:
         row.update({"parameters": count_params(info.config), "options": options_text(info.config)})
     row.update({
@@ -65,7 +65,7 @@ def run_row(info: RunInfo) -> dict[str, Any]:
         "test accuracy": m.get("test_accuracy"),
         "train time (s)": m.get("wall_seconds"),
         "status": info.status,
-        "note": info.reason,
+        "note": "; ".join(x for x in (info.note, info.reason) if x),
     })
     if m.get("params"):
         row["parameters"] = m["params"]
@@ -122,13 +122,9 @@ def compare_table(runs: Sequence[RunInfo], reference_rows: Iterable[Mapping[str,
 
 
 def run_label(info: RunInfo) -> str:
-    """'20261127-093000-ab12cd · [128, 64] relu adam wd=0.0005 · test 0.8834' for pickers."""
-    parts = [info.run_id]
-    if info.config is not None:
-        parts.append(info.config.describe())
+    """'128-64 relu adam wd5e-4 · test 0.8834 · 20261127-093000-ab12cd' for pickers and legends."""
     test = (info.metrics or {}).get("test_accuracy")
-    parts.append(f"test {test:.4f}" if isinstance(test, float) else info.status)
-    return " · ".join(parts)
+    return " · ".join([info.name, f"test {test:.4f}" if isinstance(test, float) else str(info.status), info.run_id])
 
 
 def format_duration(seconds: float | None) -> str:

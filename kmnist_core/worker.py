@@ -145,7 +145,7 @@ def _train_one(conn: Connection, store: Any, data: Any, run_id: str, config_dict
             return stop.status, ""
         store.set_status(run_id, Status.RUNNING)  # owned by this process from now on
         config = TrainConfig.from_dict(config_dict)
-        result = train(config, data, on_progress=on_progress, stop=stop)
+        result = train(config, data, on_progress=on_progress, stop=stop, log_dir=store.folder(run_id))
         if result.status == Status.CANCELLED:
             result.status = Status(stop.status)  # pruned, when a sweep's pruner stopped it
         weights = export_weights(result.model) if result.status == Status.COMPLETED else None

@@ -64,8 +64,7 @@ def _curves(runs) -> None:
     metric = right.selectbox("Curve", list(charts.CURVE_METRICS), key="compare_metric",
                              format_func=charts.CURVE_METRICS.get)
     by_id = {r.run_id: r for r in with_history}
-    histories = {f"{rid} {by_id[rid].config.describe() if by_id[rid].config else ''}": by_id[rid].history
-                 for rid in chosen}
+    histories = {labels[rid]: by_id[rid].history for rid in chosen}
     st.plotly_chart(charts.overlay_curves(histories, metric), key="compare_curves")
 
 

@@ -105,5 +105,5 @@ def test_option_lists_stay_within_the_constraints():
 
 def test_compare_columns_come_from_the_table():
     columns = [f.column for f in FIELDS.values() if f.column]
-    assert list(views.TABLE_COLUMNS[2 : 2 + len(columns)]) == columns
+    assert list(views.TABLE_COLUMNS[3 : 3 + len(columns)]) == columns
 

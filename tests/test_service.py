@@ -147,3 +147,23 @@ def test_cli_cancel_stops_a_run_that_a_live_queue_trains(queue, store):
     code, out, _ = _cli("--runs-dir", str(store.root), "cancel", job)
     assert code == 0 and out.strip() == f"run {job}: cancelled"
     assert wait_done(queue, job, timeout=10).status == "cancelled"
+
+
+def test_names_notes_and_tags_survive_a_new_store_and_show_in_labels(trained):
+    store, run_id = trained
+    assert store.get(run_id).name == "32 relu adam"  # the default, made from the config
+    code, out, _ = _cli("--runs-dir", str(store.root), "runs", "rename", run_id, "small baseline")
+    assert code == 0 and out.strip() == f"run {run_id}: small baseline"
+    _cli("--runs-dir", str(store.root), "runs", "note", run_id, "first try")
+    _cli("--runs-dir", str(store.root), "runs", "tag", run_id, "demo", "tiny")
+    info = type(store)(store.root).get(run_id)  # as a restarted server reads it
+    assert (info.name, info.note, info.tags) == ("small baseline", "first try", ["demo", "tiny"])
+    from kmnist_core import views
+
+    assert views.run_label(info).startswith("small baseline · test 0.")
+    row = views.compare_table([info]).iloc[0]
+    assert row["name"] == "small baseline" and row["note"].startswith("first try")
+    code, _, err = _cli("--runs-dir", str(store.root), "runs", "rename", run_id, "x" * 200)
+    assert code == 2 and "at most 80 characters" in err
+    store.relabel(run_id, name="")  # back to the default
+    assert store.get(run_id).name == "32 relu adam"

@@ -57,8 +57,9 @@ def test_options_text_lists_only_what_differs_from_the_defaults():
 
 def test_run_label_and_durations():
     label = views.run_label(_run("20261127-093000-ab12cd", test=0.88341))
-    assert label == "20261127-093000-ab12cd · [32] relu adam wd=0 · test 0.8834"
-    assert views.run_label(_run("20261127-093000-ab12cd", status="failed")).endswith("· failed")
+    assert label == "32 relu adam · test 0.8834 · 20261127-093000-ab12cd"
+    assert views.run_label(_run("20261127-093000-ab12cd", status="failed")) == "32 relu adam · failed · " \
+                                                                                "20261127-093000-ab12cd"
     assert [views.format_duration(s) for s in (None, 0.4, 42, 185, 3725)] == [
         "-", "0 s", "42 s", "3 min 05 s", "1 h 02 min"]
 
