@@ -3,11 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SUBSET := $(abspath ../shared/data/kmnist-subset)
+TMPDIR_FONT := $(abspath .font-build)
 TEST_DATA_DIR := $(if $(KMNIST_DATA_DIR),$(KMNIST_DATA_DIR),$(SUBSET))
 # make run: $KMNIST_DATA_DIR, else the offline subset when it sits beside the repo, else tfds.
 RUN_DATA_DIR := $(if $(KMNIST_DATA_DIR),$(KMNIST_DATA_DIR),$(wildcard $(SUBSET)))
 
-.PHONY: run test bench screenshots browser clean
+.PHONY: run test bench screenshots browser font clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,12 +31,22 @@ test: $(VENV)/.installed-dev browser
 	KMNIST_DATA_DIR=$(TEST_DATA_DIR) $(PY) -m pytest
 
 bench: $(VENV)/.installed-dev browser
-	KMNIST_DATA_DIR=$(TEST_DATA_DIR) $(PY) -m kmnist_core.bench
+	KMNIST_DATA_DIR=$(TEST_DATA_DIR) $(PY) -m benchmarks
 
 # README screenshots from a real server with real runs; Chromium needs a Japanese font for the labels.
 screenshots: $(VENV)/.installed-dev browser
 	@fc-list :lang=ja 2>/dev/null | grep -q . || { apt-get update -qq && apt-get install -y -qq fonts-noto-cjk >/dev/null; }
 	KMNIST_DATA_DIR=$(TEST_DATA_DIR) $(PY) tests/e2e/screenshots.py
+
+# The hiragana font the pages serve: the hiragana block of Noto Sans JP (SIL OFL 1.1) from the npm
+# registry, subset with fontTools. Its output is committed; run this only to make it again.
+FONT_PKG := @fontsource/noto-sans-jp@5.3.0
+font: $(VENV)/.installed-dev
+	rm -rf $(TMPDIR_FONT) && mkdir -p $(TMPDIR_FONT)
+	cd $(TMPDIR_FONT) && npm pack -q $(FONT_PKG) >/dev/null && tar xzf *.tgz
+	$(VENV)/bin/pyftsubset $(TMPDIR_FONT)/package/files/noto-sans-jp-119-400-normal.woff2 --unicodes=U+3040-309F \
+		--flavor=woff2 --output-file=static/kmnist-hiragana.woff2
+	cp $(TMPDIR_FONT)/package/LICENSE static/OFL-NotoSansJP.txt
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache

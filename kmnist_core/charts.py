@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 TRAIN_COLOUR, VAL_COLOUR = "#1f77b4", "#ff7f0e"
 CLASS_LABELS = tuple(c.label for c in CLASSES)  # 'お (o)', ...
+# The app's text font, then the hiragana font it serves (.streamlit/config.toml), so that tick labels
+# such as 'お (o)' never depend on the fonts of the user's machine.
+FONT = {"family": '"Source Sans", kmnist-hiragana, sans-serif'}
 CURVE_METRICS = {"val_accuracy": "val accuracy", "val_loss": "val loss", "accuracy": "train accuracy",
                  "loss": "train loss"}
 
@@ -70,7 +73,7 @@ def training_curves(history: Sequence[Mapping[str, float]], live: Sequence[Mappi
     epochs = max([h["epoch"] for h in history] + [p["x"] for p in live] + [1])
     x_range = [0, max(1.0, float(epochs)) * 1.02]
     layout = {
-        "title": title, "height": 340, "margin": {"t": 60, "b": 40, "l": 40, "r": 10},
+        "title": title, "font": FONT, "height": 340, "margin": {"t": 60, "b": 40, "l": 40, "r": 10},
         "legend": {"orientation": "h", "y": -0.25}, "uirevision": "curves",
         "xaxis": {"domain": [0, 0.45], "title": {"text": "epoch"}, "range": x_range, "anchor": "y"},
         "xaxis2": {"domain": [0.55, 1], "title": {"text": "epoch"}, "range": x_range, "anchor": "y2"},
@@ -101,7 +104,7 @@ def overlay_curves(histories: Mapping[str, Sequence[Mapping[str, float]]], metri
     for label, history in histories.items():
         x, y = _epoch_points(history, metric)
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=label))
-    fig.update_layout(xaxis_title="epoch", yaxis_title=CURVE_METRICS[metric], height=380,
+    fig.update_layout(xaxis_title="epoch", yaxis_title=CURVE_METRICS[metric], height=380, font=FONT,
                       margin={"t": 30, "b": 40, "l": 40, "r": 10}, legend={"orientation": "h", "y": -0.2})
     return fig
 
@@ -145,7 +148,7 @@ def confusion_heatmap(matrix: np.ndarray, normalised: bool = False,
                       line={"color": "#d62728", "width": 3})
     fig.update_xaxes(title_text="predicted class", side="bottom", tickangle=0, fixedrange=True)
     fig.update_yaxes(title_text="true class", autorange="reversed", fixedrange=True)
-    fig.update_layout(height=560, margin={"t": 30, "b": 50, "l": 60, "r": 10}, clickmode="event+select",
+    fig.update_layout(height=560, margin={"t": 30, "b": 50, "l": 60, "r": 10}, clickmode="event+select", font=FONT,
                       dragmode=False, hovermode="closest")
     return fig
 
@@ -203,7 +206,7 @@ def parallel_coordinates(table: pd.DataFrame) -> go.Figure:
               "colorbar": {"title": {"text": "test acc"}, "x": 1.06}},
         dimensions=dims,
     ))
-    fig.update_layout(height=420, margin={"t": 50, "b": 30, "l": 60, "r": 90})
+    fig.update_layout(height=420, margin={"t": 50, "b": 30, "l": 60, "r": 90}, font=FONT)
     return fig
 
 
@@ -216,6 +219,6 @@ def probability_bars(proba: np.ndarray) -> go.Figure:
         x=list(CLASS_LABELS[: len(p)]), y=p.tolist(), marker_color=colours, text=[f"{v:.1%}" for v in p],
         textposition="outside", name="probability", hovertemplate="%{x}: %{y:.3f}<extra></extra>",
     ))
-    fig.update_layout(yaxis={"range": [0, 1.12], "title": "probability"}, height=320,
+    fig.update_layout(yaxis={"range": [0, 1.12], "title": "probability"}, height=320, font=FONT,
                       margin={"t": 20, "b": 40, "l": 50, "r": 10})
     return fig
