@@ -20,6 +20,11 @@ LR_SCHEDULES = ("constant", "cosine", "step")
 # which is what the reference study did by passing optimizer names to compile().
 DEFAULT_LEARNING_RATES = {"adam": 0.001, "sgd": 0.01, "rmsprop": 0.001, "nesterov": 0.01}
 
+# The fields every key has hashed since keys were introduced; see TrainConfig.key.
+KEY_FIELDS = frozenset({
+    "hidden_layers", "activation", "optimizer", "weight_decay", "learning_rate", "epochs", "batch_size", "val_fraction",
+    "seed", "dropout", "augment", "lr_schedule", "early_stopping", "label_smoothing", "batch_norm",
+})
 MAX_LAYERS = 6
 MAX_UNITS = 4096
 UNIT_OPTIONS: tuple[int, ...] = tuple(2**k for k in range(4, 11))  # the Train page's per-layer steps, 16..1024
@@ -98,9 +103,15 @@ class TrainConfig:
         """A copy with some fields changed, validated again."""
         return dataclasses.replace(self, **changes)
 
-    def key(self, data_fingerprint: str) -> str:
-        """Stable id of the result this config gives on the dataset with this fingerprint."""
-        payload = self.to_dict()
+    def key(self, data_fingerprint: str, fields: Mapping[str, Field] | None = None) -> str:
+        """Stable id of the result this config gives on the dataset with this fingerprint.
+
+        A field added to the table later enters the key only when it differs from its default, so
+        adding one keeps every stored run's key (and cache hit) as it was.
+        """
+        table = FIELDS if fields is None else fields
+        payload = {name: value for name, value in self.to_dict().items()
+                   if name in KEY_FIELDS or value != table[name].default}
         payload["learning_rate"] = self.resolved_learning_rate
         text = json.dumps(payload, sort_keys=True) + "|" + data_fingerprint
         return hashlib.sha256(text.encode()).hexdigest()[:20]

@@ -155,14 +155,8 @@ def load_folder(folder: Path, source: str | None = None) -> Dataset:
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
         raise DataError(f"KMNIST data folder {folder} {what}; {_HOW_TO_GET}")
-    paths: dict[tuple[str, str], Path] = {}
-    missing = []
-    for slot, names in _CANDIDATES.items():
-        found = next((folder / n for n in names if (folder / n).is_file()), None)
-        if found is None:
-            missing.append(names[0])
-        else:
-            paths[slot] = found
+    paths = {slot: found for slot, found in data_files(folder).items() if found is not None}
+    missing = [names[0] for slot, names in _CANDIDATES.items() if slot not in paths]
     if missing:
         raise DataError(f"KMNIST data folder {folder} is missing {', '.join(missing)}; {_HOW_TO_GET}")
     arrays = {slot: read_array(path) for slot, path in paths.items()}
@@ -171,6 +165,21 @@ def load_folder(folder: Path, source: str | None = None) -> Dataset:
     _check_pair(x_train, y_train, paths[("train", "imgs")], paths[("train", "labels")])
     _check_pair(x_test, y_test, paths[("test", "imgs")], paths[("test", "labels")])
     return Dataset(x_train, y_train, x_test, y_test, source=source or str(folder), folder=folder.resolve())
+
+
+def data_files(folder: Path) -> dict[tuple[str, str], Path | None]:
+    """The file load_folder reads for each (split, kind) slot of a folder.
+
+    Args:
+        folder: a folder of official files.
+
+    Returns:
+        ("train" | "test", "imgs" | "labels") -> the first of that slot's accepted names present
+        (npz, then idx.gz, then idx), or None when none is.
+    """
+    folder = Path(folder)
+    return {slot: next((folder / n for n in names if (folder / n).is_file()), None)
+            for slot, names in _CANDIDATES.items()}
 
 
 def read_array(path: Path) -> np.ndarray:
@@ -186,15 +195,22 @@ def read_array(path: Path) -> np.ndarray:
     return _read_idx(path)
 
 
+def official_md5_applies(path: Path) -> bool:
+    """Whether verify_official_md5 checks this file: it has an official name and the official size."""
+    path = Path(path)
+    official = OFFICIAL_FILES.get(path.name)
+    return official is not None and path.stat().st_size == official[0]
+
+
 def verify_official_md5(path: Path) -> None:
     """If the file has an official name and the official size, its md5 must be the official one."""
-    official = OFFICIAL_FILES.get(path.name)
-    if official is None or path.stat().st_size != official[0]:
+    if not official_md5_applies(path):
         return
+    expected = OFFICIAL_FILES[path.name][1]
     digest = hashlib.md5(path.read_bytes()).hexdigest()
-    if digest != official[1]:
+    if digest != expected:
         raise DataError(
-            f"{path}: md5 {digest} is not the official {official[1]}; the download is corrupted, "
+            f"{path}: md5 {digest} is not the official {expected}; the download is corrupted, "
             "download this file again"
         )
 

@@ -23,3 +23,7 @@ class StoreError(KmnistError):
 
 class RunNotFoundError(KmnistError, LookupError):
     """A run id is malformed or names no run in the store."""
+
+
+class RunDataMismatchError(KmnistError, ValueError):
+    """A run was trained on other data than the loaded dataset, so its results cannot be matched to its images."""

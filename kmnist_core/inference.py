@@ -90,6 +90,30 @@ _ACTIVATION_FUNCTIONS: dict[str, Callable[[], Callable[[np.ndarray], np.ndarray]
 ACTIVATIONS = tuple(_ACTIVATION_FUNCTIONS)  # the activations this module computes (config.ACTIVATIONS, tested)
 
 
+def _gelu_derivative_function() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """d gelu / dz of the exact gelu: Phi(z) + z * phi(z)."""
+    from scipy.special import erfc
+
+    inv_sqrt_2pi = np.float32(0.3989422804014327)
+
+    def derivative(z: np.ndarray, h: np.ndarray) -> np.ndarray:
+        return np.float32(0.5) * erfc(-z * _SQRT_HALF) + z * inv_sqrt_2pi * np.exp(np.float32(-0.5) * z * z)
+
+    return derivative
+
+
+# Each activation's derivative from its input z and output h, as TensorFlow's gradient kernels compute it
+# (relu_op_functor.h: ReluGrad is 1 where z > 0, EluGrad h + 1 where z < 0, SeluGrad h + scale * alpha).
+_ACTIVATION_DERIVATIVES: dict[str, Callable[[], Callable[[np.ndarray, np.ndarray], np.ndarray]]] = {
+    "relu": lambda: lambda z, h: (z > 0).astype(np.float32),
+    "sigmoid": lambda: lambda z, h: h * (np.float32(1) - h),
+    "tanh": lambda: lambda z, h: np.float32(1) - h * h,
+    "elu": lambda: lambda z, h: np.where(z < 0, h + np.float32(1), np.float32(1)),
+    "gelu": _gelu_derivative_function,
+    "selu": lambda: lambda z, h: np.where(z < 0, h + _SELU_SCALE_ALPHA, _SELU_SCALE),
+}
+
+
 @dataclass(frozen=True)
 class _Layer:
     """One hidden layer as computed: x @ kernel, then * scale + offset (batch norm) or + offset (bias)."""
@@ -261,6 +285,62 @@ class Network:
             ValueError: if the shape is not (28, 28) or (N, 28, 28).
         """
         return self.forward(images)[1]
+
+    @property
+    def kernels(self) -> tuple[np.ndarray, ...]:
+        """Every Dense kernel, read-only float32: dense_1..dense_L as (fan_in, units_i), then probs as (units_L, 10)."""
+        return (*(layer.kernel for layer in self._layers), self._probs_kernel)
+
+    def input_gradient(self, images: np.ndarray, classes: int | np.ndarray | None = None) -> np.ndarray:
+        """The gradient of one class's probability with respect to the input, by backpropagation in numpy.
+
+        The input is what the first Dense layer sees, x = pixels / 255, so `gradient * x` is gradient x input:
+        to first order, how much the probability falls when that pixel is blanked. It matches TensorFlow's
+        autodiff of the Keras model (from the Rescaling output on) to float32 rounding.
+
+        Args:
+            images: one (28, 28) image or a batch (N, 28, 28), as for proba().
+            classes: the class whose probability is differentiated: one int for all images, or (N,) ints;
+                None: each image's most probable class.
+
+        Returns:
+            float32 (28, 28) for one image, (N, 28, 28) for a batch: d proba[class] / d x.
+
+        Raises:
+            ValueError: if the shape is not (28, 28) or (N, 28, 28), or a class is not 0..9.
+        """
+        batch, single = as_batch(images)  # (N, 28, 28) uint8
+        n = len(batch)
+        h = batch.reshape(n, N_PIXELS).astype(np.float32) * _SCALE  # (N, 784) float32
+        pre, post = [], []
+        for layer in self._layers:  # forward()'s computation, keeping each layer's input z and output h
+            z = h @ layer.kernel
+            if layer.scale is not None:
+                z *= layer.scale
+            z += layer.offset
+            h = self._activation(z.copy())  # relu and tanh work in place; z is needed below
+            pre.append(z)
+            post.append(h)
+        proba = _softmax(h @ self._probs_kernel + self._probs_bias)  # (N, 10) float32
+        if classes is None:
+            target = proba.argmax(axis=1)
+        else:
+            target = np.broadcast_to(np.asarray(classes), (n,))
+            if target.dtype.kind not in "iu" or ((target < 0) | (target >= N_CLASSES)).any():
+                raise ValueError(f"classes must be integers 0..{N_CLASSES - 1}; got {np.asarray(classes).tolist()}")
+        rows = np.arange(n)
+        p_c = proba[rows, target][:, None]  # (N, 1)
+        grad = -p_c * proba  # d p_c / d logits = p_c * (onehot(c) - p), (N, 10)
+        grad[rows, target] += p_c[:, 0]
+        grad = grad @ self._probs_kernel.T  # (N, units_L)
+        derivative = _ACTIVATION_DERIVATIVES[self.activation]()
+        for layer, z, out in zip(reversed(self._layers), reversed(pre), reversed(post), strict=True):
+            grad = grad * derivative(z, out)
+            if layer.scale is not None:
+                grad = grad * layer.scale
+            grad = grad @ layer.kernel.T  # (N, fan_in)
+        grad = grad.astype(np.float32, copy=False).reshape(n, 28, 28)
+        return grad[0] if single else grad
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:

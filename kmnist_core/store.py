@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import io
 import json
@@ -12,6 +13,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -154,6 +156,8 @@ class RunStore:
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else default_root()
+        self._cache: dict[str, tuple[tuple, RunInfo]] = {}  # run id -> (its files' name/size/mtime, get()'s read)
+        self._cache_lock = threading.Lock()
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"runs directory {self.root} is a file, not a folder; set {ENV_RUNS_DIR} to a folder")
 
@@ -344,10 +348,30 @@ class RunStore:
     def get(self, run_id: str) -> RunInfo:
         """Read one run; a damaged one comes back with status "broken" and a reason.
 
+        A run none of whose files changed since it was last read (the same names, sizes and mtimes)
+        and that is not active comes from memory, so that listing a store of a thousand runs does
+        not parse a thousand sets of JSON files on every page rerun.
+
         Raises:
             RunNotFoundError: if the id is malformed or names no run.
         """
         path = self.folder(run_id)
+        try:
+            with os.scandir(path) as entries:  # every file's name, size and mtime: a changed file is a new read
+                mtime = tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries))
+        except (FileNotFoundError, NotADirectoryError):
+            raise RunNotFoundError(f"run {run_id} no longer exists") from None
+        with self._cache_lock:
+            cached = self._cache.get(run_id)
+        if cached is not None and cached[0] == mtime:
+            return dataclasses.replace(cached[1])  # a copy: callers may change theirs
+        info = self._read(run_id, path)
+        if info.status not in ACTIVE:  # an active run's owner may die without the folder changing
+            with self._cache_lock:
+                self._cache[run_id] = (mtime, info)
+        return dataclasses.replace(info)
+
+    def _read(self, run_id: str, path: Path) -> RunInfo:
         if not path.is_dir():
             raise RunNotFoundError(f"run {run_id} no longer exists")
         info = RunInfo(run_id, path, Status.BROKEN)
@@ -388,23 +412,39 @@ class RunStore:
 
     def list_runs(self) -> list[RunInfo]:
         """Every run folder, newest first; damaged ones included as "broken". Foreign entries are skipped."""
-        if not self.root.is_dir():
-            return []
-        try:
-            names = [p.name for p in self.root.iterdir() if p.is_dir() and RUN_ID.fullmatch(p.name)]
-        except OSError as e:
-            raise StoreError(f"cannot list runs directory {self.root} ({e.strerror or e})") from e
         runs = []
-        for name in sorted(names, reverse=True):
+        for name in self._run_names():
             try:
                 runs.append(self.get(name))
             except RunNotFoundError:
                 continue  # deleted while we listed
         return runs
 
+    def _run_names(self) -> list[str]:
+        """The run ids in the store, newest first."""
+        if not self.root.is_dir():
+            return []
+        try:
+            names = [p.name for p in self.root.iterdir() if RUN_ID.fullmatch(p.name) and p.is_dir()]
+        except OSError as e:
+            raise StoreError(f"cannot list runs directory {self.root} ({e.strerror or e})") from e
+        return sorted(names, reverse=True)
+
     def find_completed(self, key: str) -> str | None:
-        """The newest whole completed run with this config key, if any: the cache lookup."""
-        for info in self.list_runs():
+        """The newest whole completed run with this config key, if any: the cache lookup.
+
+        Only the runs whose key matches are read again (to be sure they are still whole); the
+        others' keys come from memory, so the lookup costs little however many runs there are.
+        """
+        for name in self._run_names():
+            with self._cache_lock:
+                cached = self._cache.get(name)
+            if cached is not None and cached[1].key != key:
+                continue  # a run's key never changes
+            try:
+                info = self.get(name)
+            except RunNotFoundError:
+                continue
             if info.key == key and info.completed:
                 return info.run_id
         return None

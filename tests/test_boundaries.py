@@ -8,13 +8,34 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
-CORE = sorted((ROOT / "kmnist_core").glob("*.py"))
-UI = [ROOT / "dashboard.py", *sorted((ROOT / "pages").glob("*.py"))]
-# The worker side: only these touch Keras, and only lazily, inside the worker process.
-KERAS_MODULES = {"model.py", "train.py", "loop.py", "worker.py", "bench.py"}
+# Every module of the product, in its layer; a new module without one fails test_every_module_has_a_layer.
+# - ui: Streamlit pages and helpers; they lay out widgets and call the engine. Never TensorFlow or Keras.
+# - engine: kmnist_core's server side. Never Streamlit, never TensorFlow or Keras (not even lazily).
+# - worker: kmnist_core's worker side; imports Keras/TensorFlow lazily, in the worker process only.
+# - tool: the benchmark; anything goes (servers, Chromium), but the product never imports it.
+# What may import what: ui -> engine; engine -> engine (and names worker.py only as a spawn target,
+# lazily); worker -> engine, worker; tool -> everything. kmnist_core never imports ui or tool modules.
+LAYERS = {
+    "dashboard.py": "ui",
+    **{f"pages/{name}.py": "ui" for name in ("common", "config_form", "legacy_mpa", "train", "compare", "confusion",
+                                             "draw", "data", "inspect", "sweep")},
+    **{f"kmnist_core/{name}.py": "engine" for name in (
+        "__init__", "__main__", "errors", "config", "records", "data", "store", "jobs", "inference", "service",
+        "views", "charts", "evaluate", "baselines", "drawing", "cli", "insight", "sweeps", "stats", "sweep_cli")},
+    **{f"kmnist_core/{name}.py": "worker" for name in ("model", "train", "loop", "worker", "events")},
+    "kmnist_core/bench.py": "tool",  # moving to benchmarks/
+}
+TOOL_PACKAGES = ("benchmarks",)
+FRAMEWORKS = {"keras", "tensorflow"}
+PRODUCT = [ROOT / "dashboard.py", *sorted((ROOT / "pages").glob("*.py")), *sorted((ROOT / "kmnist_core").glob("*.py"))]
+
+
+def _layer(path: Path) -> str:
+    return LAYERS.get(path.relative_to(ROOT).as_posix(), "none")
 
 
 def _imports(path: Path, top_level_only: bool = False) -> set[str]:
+    """Top-level package names a file imports (kmnist_core's own modules as kmnist_core.<name>)."""
     tree = ast.parse(path.read_text())
     nodes = tree.body if top_level_only else ast.walk(tree)
     names = set()
@@ -23,35 +44,42 @@ def _imports(path: Path, top_level_only: bool = False) -> set[str]:
             names |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.level == 1:  # from .x import y / from . import x
+            modules = [node.module] if node.module else [a.name for a in node.names]
+            names |= {f"kmnist_core.{m.split('.')[0]}" for m in modules}
     return names
 
 
-@pytest.mark.parametrize("path", CORE, ids=lambda p: p.name)
-def test_core_never_imports_streamlit(path):
-    assert "streamlit" not in _imports(path)
+def test_every_module_has_a_layer():
+    missing = [p.relative_to(ROOT).as_posix() for p in PRODUCT if _layer(p) == "none"]
+    assert missing == [], f"give each new module a layer in LAYERS: {missing}"
 
 
-@pytest.mark.parametrize("path", CORE, ids=lambda p: p.name)
-def test_only_model_train_jobs_touch_keras_and_only_lazily(path):
-    names = _imports(path)
-    if path.name not in KERAS_MODULES:
-        assert not names & {"keras", "tensorflow"}
-    assert not _imports(path, top_level_only=True) & {"keras", "tensorflow"}
+@pytest.mark.parametrize("path", PRODUCT, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_imports_follow_the_layers(path):
+    layer, names = _layer(path), _imports(path)
+    if layer == "tool":
+        return
+    assert not names & set(TOOL_PACKAGES), "the product never imports the benchmark"
+    assert "playwright" not in names
+    if layer == "ui":
+        assert not names & FRAMEWORKS
+    if layer in ("engine", "worker"):
+        assert "streamlit" not in names and "pages" not in names
+    if layer == "engine":
+        assert not names & FRAMEWORKS
+        worker_side = {n for n in names if LAYERS.get(f"{n.replace('.', '/')}.py") == "worker"}
+        assert worker_side <= {"kmnist_core.worker"}, worker_side
+        assert not _imports(path, top_level_only=True) & {"kmnist_core.worker"}  # only as a spawn target, lazily
+    if layer == "worker":
+        assert not _imports(path, top_level_only=True) & FRAMEWORKS  # lazily: inside the worker process
 
 
-@pytest.mark.parametrize("path", UI, ids=lambda p: p.name)
-def test_ui_never_imports_tensorflow(path):
-    assert not _imports(path) & {"keras", "tensorflow"}
-
-
-def test_importing_the_ui_modules_does_not_load_tensorflow():
-    code = (
-        "import sys, importlib; sys.path[:0] = ['.', 'pages'];"
-        "import kmnist_core.cli, kmnist_core.jobs, kmnist_core.store, kmnist_core.model, kmnist_core.data;"
-        "import kmnist_core.drawing, kmnist_core.evaluate, kmnist_core.inference, kmnist_core.worker;"
-        "import kmnist_core.records, kmnist_core.views, kmnist_core.charts, kmnist_core.baselines;"
-        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'tensorflow imported'"
-    )
+def test_the_server_side_loads_no_tensorflow():
+    engine = [p.relative_to(ROOT).with_suffix("").as_posix().replace("/", ".") for p in PRODUCT
+              if _layer(p) == "engine" and p.stem != "__main__" and p.exists()]
+    code = ("import sys; sys.path.insert(0, '.');" + "".join(f"import {m};" for m in engine) +
+            "assert not {'tensorflow', 'keras'} & set(sys.modules), sorted({'tensorflow', 'keras'} & set(sys.modules))")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 

@@ -33,6 +33,12 @@ def test_every_field_has_a_row_and_every_row_a_field():
         field_table(ROWS, Extended)  # a field without a row is caught when the table is built
 
 
+def test_a_new_field_at_its_default_keeps_every_stored_key():
+    assert Extended().key("data", TABLE) == TrainConfig().key("data")  # stored runs keep their cache hits
+    assert Extended(momentum=0.5).key("data", TABLE) != TrainConfig().key("data")
+    assert TrainConfig().key("d") == "079f7c70280872a61ae2"  # the key of the defaults, as stores hold it
+
+
 def test_a_new_row_becomes_a_cli_flag_with_its_help(capsys):
     parser = cli.build_parser(TABLE)
     args = parser.parse_args(["train", "--momentum", "0.5", "--epochs", "3"])
