@@ -38,7 +38,8 @@ def _thin(points: Sequence[Mapping[str, float]], most: int) -> Sequence[Mapping[
 
 
 def training_curves(history: Sequence[Mapping[str, float]], live: Sequence[Mapping[str, float]] = (),
-                    title: str | None = None, max_live_points: int = 400) -> go.Figure:
+                    title: str | None = None, max_live_points: int = 400,
+                    previous: Sequence[tuple[str, Sequence[Mapping[str, float]]]] = ()) -> go.Figure:
     """Loss and accuracy against epochs, train against validation, with within-epoch train points.
 
     Args:
@@ -46,6 +47,7 @@ def training_curves(history: Sequence[Mapping[str, float]], live: Sequence[Mappi
         live: within-epoch points {x: epochs done (fractional), loss, accuracy}, e.g. JobSnapshot.live.
         title: optional figure title.
         max_live_points: live points are thinned evenly to at most this many.
+        previous: (label, history) of earlier configurations, drawn faded behind (live mode).
 
     Returns:
         A two-panel figure (loss left on x/y, accuracy right on x2/y2); trace names are
@@ -60,6 +62,11 @@ def training_curves(history: Sequence[Mapping[str, float]], live: Sequence[Mappi
     traces = []
     for axis, metric in (("", "loss"), ("2", "accuracy")):
         where = {"xaxis": f"x{axis}", "yaxis": f"y{axis}", "showlegend": axis == ""}
+        for age, (label, old) in enumerate(reversed(previous)):
+            x, y = _epoch_points(old, f"val_{metric}")
+            traces.append(go.Scatter(x=x, y=y, mode="lines", name=f"before: {label} (val {metric})",
+                                     opacity=0.35 / (age + 1) + 0.1, legendgroup=f"before {label}",
+                                     line={"color": "#7f7f7f", "width": 1.5}, **where))
         if live:
             traces.append(go.Scatter(
                 x=[p["x"] for p in live], y=[p[metric] for p in live],
@@ -70,7 +77,8 @@ def training_curves(history: Sequence[Mapping[str, float]], live: Sequence[Mappi
             x, y = _epoch_points(history, key)
             traces.append(go.Scatter(x=x, y=y, mode="lines+markers",
                                      name=f"{label} {metric}", line={"color": colour}, legendgroup=label, **where))
-    epochs = max([h["epoch"] for h in history] + [p["x"] for p in live] + [1])
+    epochs = max([h["epoch"] for h in history] + [p["x"] for p in live] + [h["epoch"] for _, o in previous for h in o]
+                 + [1])
     x_range = [0, max(1.0, float(epochs)) * 1.02]
     layout = {
         "title": title, "font": FONT, "height": 340, "margin": {"t": 60, "b": 40, "l": 40, "r": 10},

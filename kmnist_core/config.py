@@ -156,6 +156,15 @@ def count_params(config: TrainConfig) -> int:
     return total + fan_in * 10 + 10
 
 
+def train_flops_per_epoch(config: TrainConfig, n_train: int) -> float:
+    """Forward + backward FLOPs of one epoch: 3 passes x 2 FLOPs per multiply-add of the Dense layers."""
+    macs, fan_in = 0, 28 * 28
+    for units in (*config.hidden_layers, 10):
+        macs += fan_in * units
+        fan_in = units
+    return 6.0 * macs * n_train
+
+
 # --- the field table: one row per TrainConfig field drives validation, widgets, CLI flags and labels ---
 
 

@@ -184,12 +184,13 @@ class JobQueue:
 
     # --- commands ---
 
-    def submit(self, config: TrainConfig, force: bool = False) -> str:
+    def submit(self, config: TrainConfig, force: bool = False, first: bool = False) -> str:
         """Queue a training run; returns its job id (= run id).
 
         A config that already has a completed run on this dataset returns that run at once
         (status completed, cached=True), and one already queued or running returns that
-        job, unless force=True.
+        job, unless force=True. first=True puts a new job at the head of the queue (live mode's
+        replacement of a job it stopped).
 
         Raises:
             StoreError: if the run store cannot be written.
@@ -212,9 +213,41 @@ class JobQueue:
         with self._wake:
             job = _Job(run_id, config, key)
             self._jobs[run_id] = job
-            self._queue.append(job)
+            if first:
+                self._queue.appendleft(job)
+            else:
+                self._queue.append(job)
             self._wake.notify_all()
         return run_id
+
+    def replace(self, job_id: str | None, config: TrainConfig) -> str:
+        """Put `config` in the place of a job (live mode): what the next widget change does to the last one.
+
+        A queued job gets the new configuration in place and keeps its place in the queue; a
+        running one is stopped (it reads cancelled, as with Stop) and the new configuration takes
+        the next place. A configuration with a completed run comes from the store at once (and the
+        old job is stopped). Any other job, or None, is left alone and the config is submitted.
+
+        Returns:
+            The job id that now stands for `config`.
+
+        Raises:
+            StoreError: if the run store cannot be written.
+        """
+        key = config.key(self.data.fingerprint)
+        with self._lock:
+            job = self._jobs.get(job_id) if job_id else None
+            if job is not None and job.key == key and job.status in ACTIVE:
+                return job.job_id  # the same configuration: nothing to replace
+        if job is not None and job.status == Status.QUEUED and self.store.find_completed(key) is None:
+            with self._lock:
+                if job.status == Status.QUEUED and not job.stop:
+                    self.store.reconfigure(job.job_id, config, key)
+                    job.config, job.key = config, key
+                    return job.job_id
+        if job is not None:
+            self.cancel(job.job_id)
+        return self.submit(config, first=True)
 
     def cancel(self, job_id: str, status: Status = Status.CANCELLED) -> bool:
         """Stop a queued or running job; True if it was active. A running one ends within a second or so.

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import PRESETS, TrainConfig
+from .config import PRESETS, TrainConfig, train_flops_per_epoch
 from .data import CLASSES, Dataset, KmnistClass
 from .errors import RunNotFoundError, StoreError
 from .inference import Network
-from .records import EPOCH_KEYS
+from .records import EPOCH_KEYS, Status
 from .store import RunInfo, RunStore
 
 if TYPE_CHECKING:
@@ -73,6 +73,14 @@ def unavailable_reason(runs: Sequence[RunInfo], run_id: str) -> str | None:
     return None
 
 
+LIVE_TAG = "live"  # the tag of runs that the Train page's live mode started
+
+
+def without_cancelled_live(runs: Iterable[RunInfo]) -> list[RunInfo]:
+    """The runs but those live mode started and then replaced (cancelled), so that playing does not bury the table."""
+    return [r for r in runs if not (r.status == Status.CANCELLED and LIVE_TAG in r.tags)]
+
+
 def submit_presets(queue: JobQueue, names: Sequence[str]) -> tuple[list[str], int]:
     """Queue the named presets (those already trained come from the store); returns (run ids, how many were cached)."""
     ids = [queue.submit(PRESETS[name].config) for name in names]
@@ -90,6 +98,75 @@ def delete_run(store: RunStore, run_id: str) -> None:
     if info.status in ("queued", "running"):
         raise StoreError(f"run {run_id} is {info.status}: stop it first (`python -m kmnist_core cancel {run_id}`)")
     store.delete(run_id)
+
+
+# --- how long a configuration will take, from this machine's recent runs ---
+
+# Before a few runs are measured here: an effective 60 GFLOP/s and 0.5 ms per step, about what a
+# loaded 2-core machine does with the epoch loop.
+DEFAULT_SECONDS_PER_FLOP = 1 / 60e9
+DEFAULT_SECONDS_PER_STEP = 0.0005
+DEFAULT_FIXED_S = 2.0  # the first epoch's tracing and the scoring and saving after the last
+ESTIMATE_RUNS = 20  # the most recent runs the estimate learns from
+CERTAIN_AFTER = 3  # runs measured before the estimate drops its "about"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Expected training time of a configuration on this machine and data."""
+
+    epoch_s: float
+    total_s: float
+    runs: int  # how many of this machine's runs it is based on (0: the defaults)
+
+    @property
+    def certain(self) -> bool:
+        return self.runs >= CERTAIN_AFTER
+
+
+def _epoch_work(config: TrainConfig, n_samples: int) -> tuple[float, float]:
+    """(FLOPs, steps) of one epoch on the training split of n_samples."""
+    n_train = max(1, round(n_samples * (1 - config.val_fraction)))
+    return train_flops_per_epoch(config, n_train), float(-(-n_train // config.batch_size))
+
+
+def estimate(config: TrainConfig, data: Dataset, runs: Iterable[RunInfo]) -> Estimate:
+    """How long `config` will train: per epoch and in all, fitted to this machine's recent runs on this data.
+
+    A steady epoch is modelled as seconds per FLOP x FLOPs + seconds per step x steps (both fitted,
+    non-negative, by scipy's nnls to the recent runs' median epoch after the first); a run adds a
+    fixed cost (the first epoch's tracing, the scoring and saving: their median over those runs).
+
+    Args:
+        config: what would be trained.
+        data: the loaded dataset (its training split's size).
+        runs: stored runs, e.g. RunStore.list_runs(); completed runs of 2+ epochs on this data count.
+    """
+    n = len(data.y_train)
+    rows, targets, fixed = [], [], []
+    for info in runs:
+        if len(rows) >= ESTIMATE_RUNS:
+            break
+        seconds = [h["epoch_seconds"] for h in info.history]
+        if not info.completed or len(seconds) < 2 or not same_data(info, data):
+            continue
+        steady = float(np.median(seconds[1:]))
+        rows.append(_epoch_work(info.config, n))
+        targets.append(steady)
+        fixed.append(max(0.0, (info.metrics.get("wall_seconds") or sum(seconds)) - steady * len(seconds)))
+    flops, steps = _epoch_work(config, n)
+    per_flop, per_step, fixed_s = DEFAULT_SECONDS_PER_FLOP, DEFAULT_SECONDS_PER_STEP, DEFAULT_FIXED_S
+    if rows:
+        from scipy.optimize import nnls
+
+        a = np.asarray(rows)  # (R, 2): FLOPs, steps
+        scale = a.max(axis=0)  # fit in units of the largest run, so that nnls is well conditioned
+        coef, _ = nnls(a / scale, np.asarray(targets))
+        if coef.any():
+            per_flop, per_step = coef / scale
+        fixed_s = float(np.median(fixed))
+    epoch_s = per_flop * flops + per_step * steps
+    return Estimate(epoch_s, fixed_s + config.epochs * epoch_s, len(rows))
 
 
 # --- what the Confusion page evaluates: a run or a baseline ---

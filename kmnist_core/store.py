@@ -197,6 +197,19 @@ class RunStore:
             raise self._write_error(e) from e
         return run_id
 
+    def reconfigure(self, run_id: str, config: TrainConfig, key: str) -> None:
+        """Give a queued run another configuration (live mode replaces a queued job in place).
+
+        Raises:
+            StoreError: config.json cannot be written.
+        """
+        path = self.folder(run_id) / "config.json"
+        meta = _read_json(path)
+        try:
+            _write_json(path, {**meta, "config": config.to_dict(), "key": key})
+        except OSError as e:
+            raise self._write_error(e) from e
+
     def set_status(self, run_id: str, status: Status | str, reason: str = "") -> None:
         """Record a status, owned by this process; completed is written only by save_result, after every file."""
         status = Status(status)  # ValueError for an unknown word
@@ -410,10 +423,10 @@ class RunStore:
             if not zipfile.is_zipfile(path / name):
                 raise StoreError(f"{name} is damaged (not a whole zip archive)")
 
-    def list_runs(self) -> list[RunInfo]:
-        """Every run folder, newest first; damaged ones included as "broken". Foreign entries are skipped."""
+    def list_runs(self, limit: int | None = None) -> list[RunInfo]:
+        """Every run folder (or the `limit` newest), newest first; damaged ones as "broken"; foreign entries skipped."""
         runs = []
-        for name in self._run_names():
+        for name in self._run_names()[:limit]:
             try:
                 runs.append(self.get(name))
             except RunNotFoundError:

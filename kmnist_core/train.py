@@ -21,7 +21,8 @@ PROGRESS_INTERVAL_S = 0.1  # within-epoch progress at most ~10 times a second
 PREDICT_BATCH = 2048  # test images per forward pass when scoring
 
 
-def _progress_callback_class():
+def progress_callback_class():
+    """The Keras callback class train() uses (made on demand: keras is imported lazily, in the worker)."""
     import keras
 
     class ProgressCallback(keras.callbacks.Callback):
@@ -132,7 +133,7 @@ def train(
     loop = EpochLoop(model, x_tr, targets(config, y_tr), x_val, targets(config, y_val), config.batch_size,
                      jit=use_xla(steps * config.epochs, config.augment > 0))
     del x_tr  # the loop holds its own copy as a tensor
-    cb = _progress_callback_class()(config.epochs, steps, on_progress, stop)
+    cb = progress_callback_class()(config.epochs, steps, on_progress, stop)
     callbacks = [cb]
     if config.early_stopping > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.early_stopping))

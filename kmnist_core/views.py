@@ -139,6 +139,14 @@ def format_duration(seconds: float | None) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
+def estimate_text(estimate: Any) -> str:
+    """'about 0.4 s per epoch, 6 s in all' (service.Estimate); 'about' stays until a few runs were measured."""
+    about = "about " if not estimate.certain else ""
+    epoch = f"{estimate.epoch_s:.2f} s" if estimate.epoch_s < 10 else format_duration(estimate.epoch_s)
+    basis = "" if estimate.runs else " (a first guess: no run measured here yet)"
+    return f"{about}{epoch} per epoch, {format_duration(estimate.total_s)} in all{basis}"
+
+
 def progress_text(snap: JobSnapshot) -> str:
     """One line for a job: 'epoch 3/10 · ETA 12 s', 'queued, position 2', 'completed (cached)'..."""
     if snap.status == Status.QUEUED:

@@ -115,6 +115,9 @@ def main() -> None:
     if runs_store is None:
         return
     runs = runs_store.list_runs()
+    if st.toggle("Hide cancelled live runs", value=True, key="compare_hide_live",
+                 help="Runs that live mode on the Train page started and replaced before they finished"):
+        runs = service.without_cancelled_live(runs)
     _table(runs)
     _references()
     if not service.completed_runs(runs):

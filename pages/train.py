@@ -10,14 +10,14 @@ from kmnist_core import charts, service, views
 from kmnist_core.config import TrainConfig, count_params
 from kmnist_core.errors import RunNotFoundError
 from kmnist_core.records import Status
-from pages import common, config_form
+from pages import common, config_form, live_mode
 
 if TYPE_CHECKING:
     from kmnist_core.data import Dataset
     from kmnist_core.jobs import JobQueue
 
 POLL_S = 1.0  # live curves refresh while the job is queued or running
-JOB = "train_job"  # this session's current job id
+JOB = live_mode.JOB  # this session's current job id
 ss = st.session_state
 
 
@@ -60,7 +60,8 @@ def _job_panel(job_id: str, config: TrainConfig | None) -> None:
                         common.run_result(job_id)
                 if snap.cached and config is not None and config == snap.config:
                     _train_again(config, "train_again_job")
-            st.plotly_chart(charts.training_curves(snap.history, snap.live), key="train_curves")
+            st.plotly_chart(charts.training_curves(snap.history, snap.live, previous=live_mode.previous()),
+                            key="train_curves")
         if active and not snap.active:
             st.rerun()  # the job ended: one full rerun stops the polling and refreshes the sidebar
 
@@ -82,10 +83,16 @@ def main() -> None:
     st.title("Train")
     config, error = config_form.draw()
     data, q = common.dataset(), common.queue()
+    live = live_mode.toggle()
+    estimate = None
     if error:
         st.error(error, icon=":material/error:")
     else:
-        st.caption(f"**{count_params(config):,} parameters** · {config.describe()}")
+        estimate = service.estimate(config, data, q.store.list_runs(limit=service.ESTIMATE_RUNS)) if q else None
+        st.caption(f"**{count_params(config):,} parameters** · {config.describe()}"
+                   + (f" · {views.estimate_text(estimate)}" if estimate else ""))
+    if live and q is not None:
+        live_mode.follow(q, config, estimate)
     _actions(config, data, q)
 
 
@@ -112,7 +119,6 @@ def _actions(config: TrainConfig | None, data: Dataset | None, q: JobQueue | Non
             _cached_panel(cached, config)
         if job_id:
             _job_panel(job_id, config)
-
 
 
 common.require_frame()

@@ -5,10 +5,10 @@ import time
 from pathlib import Path
 
 # Paths the tests share; here rather than in conftest.py, which tests/e2e has a second one of.
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-SUBSET = Path(os.environ.get("KMNIST_DATA_DIR") or SHARED / "kmnist-subset").resolve()
-OFFICIAL = SHARED / "kmnist"
+from benchmarks.harness import OFFICIAL, ROOT  # noqa: F401 - the tests import them from here
+from benchmarks.harness import SUBSET as SHARED_SUBSET
+
+SUBSET = Path(os.environ.get("KMNIST_DATA_DIR") or SHARED_SUBSET).resolve()  # the data the suite runs on
 
 
 def wait_until(predicate, timeout=120.0, interval=0.05):

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import SHARED, SUBSET
+from helpers import SHARED_SUBSET, SUBSET
 
 from kmnist_core import evaluate
 from kmnist_core.baselines import BASELINES, baselines_path, load_or_compute_baselines
@@ -51,7 +51,7 @@ def test_subset_figures_match_the_readme(computed, runs_dir):
 
     `computed` goes first, so that on the subset this reads its cached results.
     """
-    subset = load_kmnist(SHARED / "kmnist-subset")
+    subset = load_kmnist(SHARED_SUBSET)
     assert subset.fingerprint == SUBSET_FINGERPRINT
     results = load_or_compute_baselines(RunStore(runs_dir), subset)
     assert list(results) == list(BASELINES)

@@ -17,13 +17,12 @@ from helpers import ROOT
 # lazily); worker -> engine, worker; tool -> everything. kmnist_core never imports ui or tool modules.
 LAYERS = {
     "dashboard.py": "ui",
-    **{f"pages/{name}.py": "ui" for name in ("common", "config_form", "legacy_mpa", "train", "compare", "confusion",
-                                             "draw", "data", "inspect", "sweep")},
+    **{f"pages/{name}.py": "ui" for name in ("common", "config_form", "legacy_mpa", "live_mode", "train", "compare",
+                                             "confusion", "draw", "data", "inspect", "sweep")},
     **{f"kmnist_core/{name}.py": "engine" for name in (
         "__init__", "__main__", "errors", "config", "records", "data", "store", "jobs", "inference", "service",
         "views", "charts", "evaluate", "baselines", "drawing", "cli", "insight", "sweeps", "stats", "sweep_cli")},
     **{f"kmnist_core/{name}.py": "worker" for name in ("model", "train", "loop", "worker", "events")},
-    "kmnist_core/bench.py": "tool",  # moving to benchmarks/
 }
 TOOL_PACKAGES = ("benchmarks",)
 FRAMEWORKS = {"keras", "tensorflow"}
@@ -58,8 +57,6 @@ def test_every_module_has_a_layer():
 @pytest.mark.parametrize("path", PRODUCT, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_imports_follow_the_layers(path):
     layer, names = _layer(path), _imports(path)
-    if layer == "tool":
-        return
     assert not names & set(TOOL_PACKAGES), "the product never imports the benchmark"
     assert "playwright" not in names
     if layer == "ui":

@@ -4,7 +4,6 @@ import io
 import struct
 import zipfile
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from drawing_support import (
     enlarge_to_canvas,
     stroke_width,
 )
+from helpers import SHARED_SUBSET
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -27,7 +27,7 @@ from kmnist_core.errors import InputError
 
 # The constants in drawing.py and drawing_support.py and the thresholds here were measured on
 # this subset, whatever KMNIST_DATA_DIR points the other tests at.
-SUBSET = Path(__file__).resolve().parents[2] / "shared" / "data" / "kmnist-subset"
+SUBSET = SHARED_SUBSET
 
 # Hand-made hiragana-like glyphs: polylines in a unit box, drawn as a user would on the canvas.
 GLYPHS = {

@@ -1,4 +1,4 @@
-"""TensorBoard event files: every run writes them while it trains; TensorBoard's own reader finds scalars and hparams."""
+"""TensorBoard event files: every run writes them while it trains; TensorBoard's own reader finds them."""
 
 import pytest
 from helpers import wait_done

@@ -7,16 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from e2e_support import (
-    ARTIFACTS,
-    VIEWPORT,
-    StreamlitServer,
-    finish_cli,
-    launch_chromium,
-    screenshot,
-    train_cli,
-)
+from e2e_support import ARTIFACTS, finish_cli, screenshot, train_cli
 from playwright.sync_api import expect, sync_playwright
+
+from benchmarks.harness import VIEWPORT, StreamlitServer, launch_chromium
 
 # The run every result page can use at once: the default preset, made small ([32], 2 epochs).
 PRETRAIN = ("--preset", "ref-relu-adam", "--hidden", "32", "--epochs", "2")
