@@ -8,7 +8,7 @@ TEST_DATA_DIR := $(if $(KMNIST_DATA_DIR),$(KMNIST_DATA_DIR),$(SUBSET))
 # make run: $KMNIST_DATA_DIR, else the offline subset when it sits beside the repo, else tfds.
 RUN_DATA_DIR := $(if $(KMNIST_DATA_DIR),$(KMNIST_DATA_DIR),$(wildcard $(SUBSET)))
 
-.PHONY: run test bench screenshots browser font clean
+.PHONY: run test bench screenshots browser postgres font clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,11 @@ run: $(VENV)/.installed
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
-test: $(VENV)/.installed-dev browser
+# Debian's PostgreSQL for the sweep tests, which start a private cluster of their own in a temp folder.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
+
+test: $(VENV)/.installed-dev browser postgres
 	KMNIST_DATA_DIR=$(TEST_DATA_DIR) $(PY) -m pytest
 
 bench: $(VENV)/.installed-dev browser

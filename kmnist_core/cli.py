@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from . import service
+from . import service, sweep_cli
 from .config import BEST_MLP, FIELDS, PRESETS, REFERENCE_PRESETS, Field, TrainConfig
-from .errors import ConfigError, KmnistError
+from .errors import ConfigError, KmnistError, UsageError
 from .jobs import JobQueue, JobSnapshot
 from .records import Status
 from .store import RunStore
@@ -22,10 +22,6 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 CANCEL_WAIT_S = 30.0  # how long `cancel` waits for the training process to confirm
-
-
-class UsageError(KmnistError):
-    """Bad command-line usage."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,17 +63,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return base.replace(**config_changes(args))
 
 
-def train_command(config: TrainConfig, fields: Mapping[str, Field] = FIELDS) -> str:
-    """The `train` command line that trains this config: every field that differs from its default."""
-    parts = ["python -m kmnist_core train"]
-    for name, f in fields.items():
-        value = getattr(config, name)
-        if value == f.default:
-            continue
-        parts.append(f.cli_flag if f.kind == "bool" else f"{f.cli_flag} {f.format(value).replace(' ', '')}")
-    return " ".join(parts)
-
-
 def build_parser(fields: Mapping[str, Field] = FIELDS) -> argparse.ArgumentParser:
     """The parser of every subcommand."""
     parser = _Parser(prog="python -m kmnist_core", description="KMNIST Lab: train and compare MLPs on KMNIST.")
@@ -89,8 +74,10 @@ def build_parser(fields: Mapping[str, Field] = FIELDS) -> argparse.ArgumentParse
                        help="start from a preset: " + ", ".join(sorted(PRESETS)))
     add_config_flags(train, fields)
     train.add_argument("--force", action="store_true", help="train again even if a completed run is stored")
-    sub.add_parser("reproduce", help="train the reference presets and the best MLP; compare with reported numbers "
-                                     "and the classic baselines")
+    reproduce = sub.add_parser("reproduce", help="train the reference presets and the best MLP; compare with "
+                                                 "reported numbers and the classic baselines")
+    reproduce.add_argument("--seeds", type=int, default=1, metavar="N",
+                           help="train each preset with N seeds and show mean ± sd (default 1: one run each)")
     sub.add_parser("baselines", help="4-NN and PCA(50) + 4-NN test accuracy on the loaded data (cached)")
     runs = sub.add_parser("runs", help="list the stored runs, or delete one")
     runs_sub = runs.add_subparsers(dest="runs_command", parser_class=_Parser)
@@ -113,6 +100,11 @@ def build_parser(fields: Mapping[str, Field] = FIELDS) -> argparse.ArgumentParse
     export = sub.add_parser("export", help="write a run's model, weights, config, history and predictions to a folder")
     export.add_argument("run_id", metavar="RUN")
     export.add_argument("--out", type=Path, required=True, metavar="DIR", help="the folder to write into")
+    inspect = sub.add_parser("inspect", help="write a run's Inspect page figures (inspect.html, offline) and their "
+                                             "numbers (inspect.json) to a folder")
+    inspect.add_argument("run_id", metavar="RUN")
+    inspect.add_argument("--out", type=Path, required=True, metavar="DIR", help="the folder to write into")
+    sweep_cli.add_parsers(sub)
     return parser
 
 
@@ -122,6 +114,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     try:
         args = build_parser().parse_args(argv)
+        if args.command in sweep_cli.COMMANDS:
+            return sweep_cli.run(args, out, err)
         if args.command == "train":
             config = config_from_args(args)  # validate flags before loading anything
         store = RunStore(args.runs_dir)
@@ -149,11 +143,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
             for path in service.export_run(store, args.run_id, data, args.out):
                 print(path, file=out)
             return EXIT_OK
+        if args.command == "inspect":
+            for path in _inspect(store, args.run_id, data, args.out):
+                print(path, file=out)
+            return EXIT_OK
         queue = JobQueue(store, data)
         try:
             if args.command == "train":
                 return _train(queue, config, args.force, out, err)
-            return _reproduce(queue, out, err)
+            return _reproduce(queue, out, err, args.seeds)
         finally:
             queue.close()
     except KmnistError as e:
@@ -238,19 +236,77 @@ def _predict(store: RunStore, run_id: str, image: Path, out: TextIO) -> int:
     return EXIT_OK
 
 
-def reference_rows(queue: JobQueue, names: Sequence[str], err: TextIO) -> list[dict]:
-    """Train (or fetch from cache) each preset; one row per preset with reported and measured numbers."""
+def _inspect(store: RunStore, run_id: str, data: Dataset, folder: Path) -> list[Path]:
+    """The Inspect page's figures as one offline HTML file and its numbers as JSON; returns the two paths."""
+    from . import charts, insight
+    from .data import CLASSES
+    from .errors import StoreError
+    from .store import write_atomic
+
+    insight.checked_run(store, run_id, data, "report")  # before anything is written
+    net = service.load_network(store, run_id)
+    html_path, json_path = folder / "inspect.html", folder / "inspect.json"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"cannot create {folder} ({e.strerror or e})") from e
+    report = insight.write_inspect_report(store, run_id, data, json_path, net)
+    weights = insight.first_layer_weights(net)
+    _, proba = insight.load_run_predictions(store, run_id, data)
+    cal = insight.calibration(proba, data.y_test)
+    top = insight.confident_mistakes(proba, data.y_test)
+    sections: list[tuple[str, Any]] = [
+        (f"First-layer weights: the {len(weights.units)} strongest units",
+         charts.weight_grid(weights.images, weights.units, weights.limit))]
+    for emb in (insight.embedding(store, run_id, data, "pca", net), insight.cached_embedding(store, run_id, data)):
+        if emb is not None:
+            titles = (("PC 1", "PC 2") if emb.method == "pca" else ("t-SNE 1", "t-SNE 2"))
+            sections.append((f"Embedding map ({emb.method.upper()}) of the last hidden layer",
+                             charts.embedding_map(emb.coords, emb.indices, emb.labels, emb.pred, titles)))
+    sections += [
+        ("Calibration", charts.reliability_diagram(cal.edges, cal.confidence, cal.accuracy, cal.count, cal.ece)),
+        ("How confident it is", charts.confidence_histogram(cal.hist_edges, cal.hist_correct, cal.hist_wrong)),
+        ("The most confident mistakes (true → predicted, probability)",
+         [(charts.gray_image(data.x_test[i], 3), f"{CLASSES[t].hiragana} → {CLASSES[p].hiragana} {q:.2f}")
+          for i, t, p, q in zip(top.indices, top.true, top.pred, top.probability, strict=True)]),
+    ]
+    font = Path(__file__).resolve().parents[1] / "static" / "kmnist-hiragana.woff2"
+    page = charts.report_html(f"Run {run_id}", sections, font_file=str(font),
+                              intro=f"{data.describe()} · test accuracy {report['test_accuracy']:.4f} · "
+                                    f"ECE {cal.ece:.4f}")
+    try:
+        write_atomic(html_path, page.encode())
+    except OSError as e:
+        raise StoreError(f"cannot write {html_path} ({e.strerror or e})") from e
+    return [html_path, json_path]
+
+
+def reference_rows(queue: JobQueue, names: Sequence[str], err: TextIO, seeds: int = 1) -> list[dict]:
+    """Train (or fetch from cache) each preset with `seeds` seeds; one row per preset, reported beside measured.
+
+    With several seeds, "val" and "test" are the means and "val_sd" and "test_sd" the standard deviations.
+    """
+    from .stats import group_runs, submit_seeds
+
     rows = []
     for name in names:
         preset = PRESETS[name]
-        print(f"{name}: {preset.config.summary()}", file=err, flush=True)
-        job_id = queue.submit(preset.config)
-        _wait(queue, job_id, err)
-        info = queue.store.get(job_id)
-        rows.append({"preset": name, "config": preset.config.describe(),
-                     "reported_val": preset.reported_val_accuracy, "reported_test": preset.reported_test_accuracy,
-                     "val": info.metrics.get("best_val_accuracy"), "test": info.metrics.get("test_accuracy"),
-                     "status": info.status})
+        print(f"{name}: {preset.config.summary()}" + (f" × {seeds} seeds" if seeds > 1 else ""), file=err, flush=True)
+        ids = submit_seeds(queue, preset.config, seeds)
+        for job_id in ids:
+            _wait(queue, job_id, err)
+        infos = [queue.store.get(job_id) for job_id in ids]
+        row = {"preset": name, "config": preset.config.describe(), "reported_val": preset.reported_val_accuracy,
+               "reported_test": preset.reported_test_accuracy, "val_sd": None, "test_sd": None,
+               "status": Status.COMPLETED if all(i.completed for i in infos) else infos[0].status}
+        [group] = group_runs(infos) or [None]
+        if group is None:
+            row.update(val=None, test=None)
+        else:
+            val, test = group.summary("val"), group.summary("test")
+            row.update(val=val.mean, test=test.mean, val_sd=val.sd if val.n > 1 else None,
+                       test_sd=test.sd if test.n > 1 else None)
+        rows.append(row)
     return rows
 
 
@@ -280,20 +336,26 @@ def _baselines(store: RunStore, data: Dataset, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _reproduce(queue: JobQueue, out: TextIO, err: TextIO) -> int:
-    rows = reference_rows(queue, REFERENCE_PRESETS, err)
-    rows += reference_rows(queue, [BEST_MLP], err)
+def _reproduce(queue: JobQueue, out: TextIO, err: TextIO, seeds: int = 1) -> int:
+    if seeds < 1:
+        raise UsageError(f"--seeds must be at least 1; got {seeds} (see --help)")
+    rows = reference_rows(queue, REFERENCE_PRESETS, err, seeds)
+    rows += reference_rows(queue, [BEST_MLP], err, seeds)
     rows += baseline_rows(queue.store, queue.data, err)
-    print(f"data: {queue.data.describe()}", file=out)
-    head = (f"{'preset':<22} {'config':<40} {'rep val':>8} {'our val':>8} {'diff':>8} {'rep test':>8} "
-            f"{'our test':>8} {'diff':>8}")
+    print(f"data: {queue.data.describe()}" + (f"; ours: mean ± sd over {seeds} seeds" if seeds > 1 else ""),
+          file=out)
+    w = 15 if seeds > 1 else 8  # "0.8650 ± 0.0034"
+    head = (f"{'preset':<22} {'config':<40} {'rep val':>8} {'our val':>{w}} {'diff':>8} {'rep test':>8} "
+            f"{'our test':>{w}} {'diff':>8}")
     print(head, file=out)
     print("-" * len(head), file=out)
     for r in rows:
         dv = None if r["val"] is None or r["reported_val"] is None else r["val"] - r["reported_val"]
         dt = None if r["test"] is None or r["reported_test"] is None else r["test"] - r["reported_test"]
-        print(f"{r['preset']:<22} {r['config']:<40} {_fmt(r['reported_val']):>8} {_fmt(r['val']):>8} "
-              f"{_fmt(dv, True):>8} {_fmt(r['reported_test']):>8} {_fmt(r['test']):>8} {_fmt(dt, True):>8}", file=out)
+        ours_val = _fmt(r["val"]) + (f" ± {r['val_sd']:.4f}" if r.get("val_sd") is not None else "")
+        ours_test = _fmt(r["test"]) + (f" ± {r['test_sd']:.4f}" if r.get("test_sd") is not None else "")
+        print(f"{r['preset']:<22} {r['config']:<40} {_fmt(r['reported_val']):>8} {ours_val:>{w}} "
+              f"{_fmt(dv, True):>8} {_fmt(r['reported_test']):>8} {ours_test:>{w}} {_fmt(dt, True):>8}", file=out)
     return EXIT_OK if all(r["status"] == Status.COMPLETED for r in rows) else EXIT_FAILED
 
 

@@ -298,6 +298,28 @@ FIELDS: dict[str, Field] = field_table({
 }, TrainConfig)
 
 
+STUDY_FIELDS = ("hidden_layers", "activation", "optimizer", "weight_decay")  # the reference study's four axes
+
+
+def train_command(config: TrainConfig, fields: Mapping[str, Field] | None = None) -> str:
+    """The `python -m kmnist_core train ...` line that trains this config (and so hits its cached run).
+
+    The study's four axes are always named; other fields only when they differ from their default.
+    Floats are written with repr, the shortest text that reads back as the same float (the same key).
+    """
+    parts = ["python -m kmnist_core train"]
+    for name, f in (FIELDS if fields is None else fields).items():
+        value = getattr(config, name)
+        if value is None or (name not in STUDY_FIELDS and value == f.default):
+            continue
+        if f.kind == "bool":
+            parts += [f.cli_flag] if value else []
+        else:
+            text = ",".join(map(str, value)) if f.kind == "layers" else repr(value) if f.kind == "float" else str(value)
+            parts += [f.cli_flag, text]
+    return " ".join(parts)
+
+
 def validate(config: Any, fields: Mapping[str, Field] | None = None) -> None:
     """Check every field of a config against its row of the table.
 

@@ -5,6 +5,10 @@ class KmnistError(Exception):
     """Base class of every error the project raises on purpose."""
 
 
+class UsageError(KmnistError):
+    """Bad command-line usage: the message ends with "(see --help)"."""
+
+
 class ConfigError(KmnistError, ValueError):
     """A training configuration value is invalid; the message names field, value and what is allowed."""
 

@@ -217,3 +217,29 @@ def class_examples(labels: np.ndarray, cls: int, n: int = 8) -> np.ndarray:
 def enlarge(img: np.ndarray, factor: int) -> np.ndarray:
     """Nearest-neighbour enlargement of a 2-D image, so 28x28 pixels stay crisp squares on screen."""
     return np.repeat(np.repeat(np.asarray(img), factor, axis=0), factor, axis=1)
+
+
+def sweep_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The Sweep page's trials table from sweeps.trials_table: one row per trial, its params as columns."""
+    import pandas as pd
+
+    params = sorted({name for r in rows for name in r["params"]})
+    table = [{"trial": r["trial"], "status": r["status"] + (" (cached)" if r["cached"] else ""),
+              "val accuracy": r["val_accuracy"], "test accuracy": r["test_accuracy"], "epochs": r["epochs"],
+              "duration (s)": r["duration_s"], "host": r["host"], "run": r["run_id"],
+              **{p: r["params"].get(p) for p in params}, "note": r["error"]} for r in rows]
+    columns = ["trial", "status", "val accuracy", "test accuracy", "epochs", "duration (s)", *params, "host", "run",
+               "note"]
+    return pd.DataFrame(table, columns=columns)
+
+
+def groups_table(groups: Sequence[Any]) -> pd.DataFrame:
+    """Seed groups (stats.SeedGroup) as rows: the config, n, and mean ± 95 % interval of both accuracies."""
+    import pandas as pd
+
+    rows = []
+    for g in groups:
+        val, test = g.summary("val"), g.summary("test")
+        rows.append({"configuration": g.config.summary(skip=("seed",)), "n": g.n, "seeds": ", ".join(map(str, g.seeds)),
+                     "best val accuracy": val.text(), "test accuracy": test.text(), "runs": ", ".join(g.run_ids)})
+    return pd.DataFrame(rows, columns=["configuration", "n", "seeds", "best val accuracy", "test accuracy", "runs"])

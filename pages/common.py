@@ -7,22 +7,29 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
-from kmnist_core import service, views
+from kmnist_core import insight, service, views
 from kmnist_core.data import ATTRIBUTION, ENV_DATA_DIR, Dataset, load_kmnist
 from kmnist_core.errors import KmnistError, RunNotFoundError
 from kmnist_core.inference import Network
+from kmnist_core.insight import TrainActivations
 from kmnist_core.jobs import JobQueue
 from kmnist_core.store import RunInfo, RunStore, check_run_id, default_root
 from pages import legacy_mpa
+
+if TYPE_CHECKING:
+    from kmnist_core.sweeps import SweepRunner
 
 TRAIN_PAGE = "pages/train.py"
 COMPARE_PAGE = "pages/compare.py"
 CONFUSION_PAGE = "pages/confusion.py"
 DRAW_PAGE = "pages/draw.py"
+INSPECT_PAGE = "pages/inspect.py"
+DATA_PAGE = "pages/data.py"
+SWEEP_PAGE = "pages/sweep.py"
 
 # The tab icon: お drawn by the browser. A data URL, because Streamlit checks a non-ASCII page_icon
 # against its emoji catalogue, whose first import costs ~0.4 s of the first page's time.
@@ -45,8 +52,11 @@ def navigation_pages() -> list:
     return [
         st.Page(TRAIN_PAGE, title="Train", icon=":material/model_training:", default=True),
         st.Page(COMPARE_PAGE, title="Compare", icon=":material/table_chart:"),
+        st.Page(SWEEP_PAGE, title="Sweep", icon=":material/tune:"),
         st.Page(CONFUSION_PAGE, title="Confusion matrix", icon=":material/grid_on:"),
+        st.Page(INSPECT_PAGE, title="Inspect", icon=":material/biotech:"),
         st.Page(DRAW_PAGE, title="Draw", icon=":material/draw:"),
+        st.Page(DATA_PAGE, title="Data", icon=":material/dataset:"),
     ]
 
 
@@ -68,6 +78,18 @@ def _open_store(root: str) -> RunStore:
 @st.cache_resource(show_spinner=False, on_release=lambda q: q.close())
 def _open_queue(root: str, data_dir: str | None) -> JobQueue:
     return JobQueue(_open_store(root), _load_dataset(data_dir))
+
+
+@st.cache_resource(show_spinner=False)
+def _open_sweep_runner(root: str, data_dir: str | None) -> SweepRunner:
+    from kmnist_core.sweeps import SweepRunner  # Optuna and SQLAlchemy: ~1 s of import, only for the Sweep page
+
+    return SweepRunner(_open_queue(root, data_dir))
+
+
+def sweep_runner() -> SweepRunner | None:
+    """The process-wide sweep runner (one sweep at a time, seen by every session), or None without a queue."""
+    return None if queue() is None else _open_sweep_runner(runs_dir(), data_dir())
 
 
 def data_dir() -> str | None:
@@ -131,6 +153,41 @@ def run_network(run_id: str) -> Network:
             service.load_network(runs, run_id)
         path = runs.weights_path(run_id)
     return _load_network(str(path), path.stat().st_mtime)
+
+
+@st.cache_resource(show_spinner="Computing the training images' activations…", max_entries=8)
+def _train_activations(runs_root: str, run_id: str, fingerprint: str, _runs: RunStore, _data: Dataset,
+                       _net: Network) -> TrainActivations:
+    return insight.train_activations(_runs, run_id, _data, _net)
+
+
+def train_activations(run_id: str) -> TrainActivations:
+    """A completed run's training-split activations (for a drawing's nearest neighbours), once per process and run.
+
+    Raises:
+        RunNotFoundError, StoreError: as run_network.
+        RunDataMismatchError: the run was trained on other data than the loaded dataset.
+    """
+    data, runs = dataset(), store()
+    # Checked on every call (a store read), so that a run deleted since is reported rather than served from memory.
+    insight.checked_run(runs, run_id, data, "training activations", "training")
+    return _train_activations(runs_dir(), run_id, data.fingerprint, runs, data, run_network(run_id))
+
+
+@st.cache_resource(show_spinner="Exploring the dataset…", max_entries=4)
+def _explore(fingerprint: str, with_knn: bool, _data: Dataset, _knn: Any) -> insight.DataExplorer:
+    if _knn is None:
+        return insight.explore(_data)
+    return insight.explore(_data, _knn.test_pred, _knn.test_proba)
+
+
+def explorer() -> insight.DataExplorer | None:
+    """The Data page's numbers of the loaded dataset (4-NN mistakes included once cached), once per dataset."""
+    data = dataset()
+    if data is None:
+        return None
+    knn = (baselines() or {}).get("knn4")
+    return _explore(data.fingerprint, knn is not None, data, knn)
 
 
 def baselines() -> dict | None:

@@ -1,18 +1,12 @@
-"""Compare page: every stored run beside the reference study's reported numbers; curves; delete."""
+"""Compare page: every run beside the reference study's numbers; curves; one run's actions; seed groups."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from kmnist_core import charts, service, views
+from kmnist_core import charts, service, stats, views
 from kmnist_core.config import REFERENCE_PRESETS
-from kmnist_core.errors import KmnistError
-from kmnist_core.records import ACTIVE
-from pages import common
-
-CONFIRM = "compare_confirm_delete"  # run id waiting for the user to confirm its deletion
-DELETED = "compare_deleted"  # what the last deletion did, shown once
-ss = st.session_state
+from pages import common, run_actions
 
 COLUMN_CONFIG = {
     "weight decay": st.column_config.NumberColumn(format="%g"),
@@ -68,49 +62,26 @@ def _curves(runs) -> None:
     st.plotly_chart(charts.overlay_curves(histories, metric), key="compare_curves")
 
 
-def _ask_delete() -> None:
-    ss[CONFIRM] = ss.get("compare_delete_run")
-
-
-def _cancel_delete() -> None:
-    ss.pop(CONFIRM, None)
-
-
-def _confirm_delete(run_id: str) -> None:
-    ss.pop(CONFIRM, None)
-    ss.pop("compare_delete_run", None)
-    try:
-        service.delete_run(common.store(), run_id)
-        ss[DELETED] = f"run {run_id} deleted"
-    except KmnistError as e:
-        ss[DELETED] = str(e)
-
-
-def _delete(runs) -> None:
-    deletable = [r.run_id for r in runs if r.status not in ACTIVE]
-    if not deletable:
+def _groups(runs) -> None:
+    """Runs that differ only in their seed, as groups with 95 % intervals; two groups compared (Welch)."""
+    groups = stats.group_runs(runs, min_size=2)
+    if not groups:
+        st.caption("No configuration has runs with several seeds yet: pick a run above and repeat it with seeds.")
         return
-    labels = {r.run_id: views.run_label(r) for r in runs}
-    left, right = st.columns([3, 1])
-    run_id = left.selectbox("Run to delete", deletable, key="compare_delete_run", format_func=labels.get,
-                            index=None, placeholder="choose a run", help="Queued and running runs: stop them first")
-    right.button("Delete…", key="compare_delete", disabled=run_id is None, icon=":material/delete:",
-                 on_click=_ask_delete)
-    pending = ss.get(CONFIRM)
-    if not pending:
-        return
-    st.warning(f"Delete run {pending}? Its model, curves and results are removed for good.",
-               icon=":material/warning:")
-    yes, no = st.columns(2)
-    yes.button(f"Yes, delete {pending}", key="compare_delete_yes", type="primary", on_click=_confirm_delete,
-               args=(pending,))
-    no.button("Cancel", key="compare_delete_no", on_click=_cancel_delete)
+    st.dataframe(views.groups_table(groups), hide_index=True, key="compare_groups")
+    labels = {i: f"{g.config.summary()} (n = {g.n})" for i, g in enumerate(groups)}
+    left, right = st.columns(2)
+    a = left.selectbox("Group", list(labels), key="compare_group_a", format_func=labels.get)
+    b = right.selectbox("against", list(labels), key="compare_group_b", format_func=labels.get,
+                        index=min(1, len(labels) - 1))
+    if a != b:
+        for metric in stats.METRICS:
+            st.markdown("- " + stats.compare(groups[a], groups[b], metric).sentence())
 
 
 def main() -> None:
     st.title("Compare")
-    if message := ss.pop(DELETED, None):
-        st.info(message, icon=":material/delete:")
+    run_actions.notice()
     runs_store = common.store()
     if runs_store is None:
         return
@@ -128,8 +99,10 @@ def main() -> None:
         st.subheader("Hyperparameters against test accuracy")
         st.plotly_chart(charts.parallel_coordinates(table), key="compare_parcoords")
     if runs:
-        st.subheader("Delete a run")
-        _delete(runs)
+        st.subheader("A run: downloads, name, seeds, delete")
+        run_actions.show(runs)
+        st.subheader("Is a difference real? Runs grouped by seed")
+        _groups(runs)
 
 
 common.require_frame()

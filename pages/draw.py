@@ -6,13 +6,16 @@ import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
-from kmnist_core import charts, drawing, service, views
+from kmnist_core import charts, drawing, insight, service, views
+from kmnist_core.data import Dataset
 from kmnist_core.errors import InputError
+from kmnist_core.inference import Network
 from pages import common
 
 CANVAS = 280  # px; KMNIST is 28 px, so the canvas is 10x
 PREVIEW_ZOOM = 6  # the 28x28 model input, enlarged nearest-neighbour to 168 px
 EXAMPLES = 8
+NEIGHBOUR_ZOOM = 3  # 28 px -> 84 px
 MAX_UPLOAD_BYTES = 2_000_000  # matches server.maxUploadSize = 2 (MB) in .streamlit/config.toml
 ss = st.session_state
 
@@ -58,6 +61,36 @@ def _prediction(prediction: service.Prediction, data) -> None:
             col.image(views.enlarge(data.x_train[i], 3))
 
 
+def _evidence(run_id: str, network: Network, prediction: service.Prediction, data: Dataset | None) -> None:
+    """Why: the top-3 classes, which ink drove the top one, and the nearest training images in the last layer."""
+    st.subheader("Evidence")
+    ranked, heat, near = st.columns([2, 2, 6])
+    with ranked, st.container(key="draw_top3"):
+        st.markdown("**Top 3**")
+        for rank, (cls, p) in enumerate(prediction.ranked(insight.TOP_CLASSES), start=1):
+            st.markdown(f"{rank}. <span style='font-size:1.6rem'>{cls.hiragana}</span> {cls.romaji} · {p:.1%}",
+                        unsafe_allow_html=True)
+    evidence = None
+    with near:
+        st.markdown(f"**The {insight.NEIGHBOURS} nearest training images** (in the model's last hidden layer)")
+        if data is None:
+            st.caption("They need the data, which could not be loaded.")
+        with common.guard():  # e.g. a run trained on other data: one line instead of the neighbours
+            if data is not None:
+                evidence = insight.evidence(network, prediction.image, common.train_activations(run_id))
+                with st.container(key="draw_neighbours"):
+                    st.image([views.enlarge(data.x_train[i], NEIGHBOUR_ZOOM) for i in evidence.neighbours],
+                             width=28 * NEIGHBOUR_ZOOM, caption=[
+                                 f"{charts.CLASS_LABELS[c]} · d={d:.2f}"
+                                 for c, d in zip(evidence.neighbour_labels, evidence.neighbour_distances, strict=True)])
+    saliency = evidence.saliency if evidence else insight.saliency(network, prediction.image)
+    top = prediction.top[0]
+    with heat, st.container(key="draw_saliency"):
+        st.markdown(f"**What drove {top.hiragana}**")
+        st.image(charts.saliency_overlay(prediction.image, saliency, zoom=PREVIEW_ZOOM),
+                 caption=f"red: ink that raised p({top.romaji}); blue: ink that lowered it")
+
+
 def main() -> None:
     st.title("Draw")
     runs_store = common.store()
@@ -87,6 +120,7 @@ def main() -> None:
     if prediction is not None:
         with right:
             _prediction(prediction, common.dataset())
+        _evidence(info.run_id, network, prediction, common.dataset())
 
 
 common.require_frame()

@@ -17,8 +17,8 @@ from helpers import ROOT
 # lazily); worker -> engine, worker; tool -> everything. kmnist_core never imports ui or tool modules.
 LAYERS = {
     "dashboard.py": "ui",
-    **{f"pages/{name}.py": "ui" for name in ("common", "config_form", "legacy_mpa", "live_mode", "train", "compare",
-                                             "confusion", "draw", "data", "inspect", "sweep")},
+    **{f"pages/{name}.py": "ui" for name in ("common", "config_form", "legacy_mpa", "live_mode", "run_actions", "train",
+                                             "compare", "confusion", "draw", "data", "inspect", "sweep")},
     **{f"kmnist_core/{name}.py": "engine" for name in (
         "__init__", "__main__", "errors", "config", "records", "data", "store", "jobs", "inference", "service",
         "views", "charts", "evaluate", "baselines", "drawing", "cli", "insight", "sweeps", "stats", "sweep_cli")},

@@ -246,13 +246,13 @@ def test_compare_lists_reported_beside_measured_deletes_with_confirmation_and_ex
     assert len(chart_spec(at, 0)["data"]) == 1  # the overlay: one line per selected run
     assert chart_spec(at, 1)["data"][0]["type"] == "parcoords"
 
-    at.selectbox(key="compare_delete_run").set_value(with_run).run()
+    at.selectbox(key="compare_run").set_value(with_run).run()
     at.button(key="compare_delete").click().run()
     assert any(f"Delete run {with_run}?" in w for w in texts(at.warning))
     assert (RunStore().root / with_run).is_dir()  # nothing is deleted before the confirmation
     at.button(key="compare_delete_no").click().run()
     assert not at.warning and (RunStore().root / with_run).is_dir()
-    at.selectbox(key="compare_delete_run").set_value(with_run).run()
+    at.selectbox(key="compare_run").set_value(with_run).run()
     at.button(key="compare_delete").click().run()
     at.button(key="compare_delete_yes").click().run()
     assert not at.exception

@@ -9,7 +9,7 @@ from helpers import ROOT, SUBSET
 from streamlit.testing.v1 import AppTest
 
 from kmnist_core import cli, views
-from kmnist_core.config import FIELDS, PRESETS, UNIT_OPTIONS, Field, TrainConfig, field_table
+from kmnist_core.config import FIELDS, PRESETS, UNIT_OPTIONS, Field, TrainConfig, field_table, train_command
 from kmnist_core.errors import ConfigError
 
 
@@ -55,7 +55,8 @@ def test_a_new_row_becomes_a_summary_label_and_a_train_command_flag():
     config = Extended(momentum=0.5)
     assert config.summary(fields=TABLE) == "[128, 64] relu adam wd=0 · momentum 0.5"
     assert Extended().summary(fields=TABLE) == "[128, 64] relu adam wd=0"  # at its default: not named
-    assert cli.train_command(config, TABLE) == "python -m kmnist_core train --momentum 0.5"
+    assert train_command(config, TABLE) == ("python -m kmnist_core train --hidden 128,64 --activation relu "
+                                            "--optimizer adam --weight-decay 0.0 --momentum 0.5")
 
 
 def _form_with_the_new_row():
