@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from . import service, sweep_cli
 from .config import BEST_MLP, FIELDS, PRESETS, REFERENCE_PRESETS, Field, TrainConfig
-from .errors import ConfigError, KmnistError, UsageError
+from .errors import KmnistError, UsageError
 from .jobs import JobQueue, JobSnapshot
 from .records import Status
 from .store import RunStore
@@ -42,19 +42,10 @@ def add_config_flags(parser: argparse.ArgumentParser, fields: Mapping[str, Field
             parser.add_argument(f.cli_flag, dest=name, metavar="VALUE", help=f"{text}; {f.describe()}")
 
 
-def _convert(f: Field, text: str) -> Any:
-    """Turn a flag's text into the field's type; bad text is a ConfigError naming the field."""
-    if f.kind in ("layers", "choice", "bool"):
-        return text
-    try:
-        return int(text) if f.kind == "int" else float(text)
-    except ValueError:
-        raise ConfigError(f"{f.name} must be {f.describe()}; got {text!r}") from None
-
-
 def config_changes(args: argparse.Namespace, fields: Mapping[str, Field] = FIELDS) -> dict[str, Any]:
     """The fields given on the command line, converted to their types."""
-    return {name: _convert(f, getattr(args, name)) for name, f in fields.items() if getattr(args, name) is not None}
+    return {name: True if f.kind == "bool" else f.parse(getattr(args, name))
+            for name, f in fields.items() if getattr(args, name) is not None}
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -219,6 +219,34 @@ class Field:
             return ", ".join(str(u) for u in value)
         return f"{value:g}" if isinstance(value, float) else str(value)
 
+    def parse(self, text: str, widget: bool = False) -> Any:
+        """A value of this field from text (a CLI flag, a link parameter), checked.
+
+        Args:
+            text: the value as text.
+            widget: also require one of the widget's `options` (a select-slider takes no other value).
+
+        Raises:
+            ConfigError: naming the field, the text and what is allowed.
+        """
+        if self.kind == "layers":
+            return parse_layers(text)
+        try:
+            if self.kind == "bool":
+                value: Any = {"true": True, "false": False}[text.strip().lower()]
+            elif self.kind == "int":
+                value = int(text)
+            elif self.kind == "float":
+                value = float(text)
+            else:
+                value = text
+        except (KeyError, ValueError):
+            raise ConfigError(f"{self.name} must be {self.describe()}; got {text!r}") from None
+        self.check(value)
+        if widget and self.options and value not in self.options:
+            raise ConfigError(f"{self.name} must be one of {', '.join(f'{o:g}' for o in self.options)}; got {text!r}")
+        return value
+
     def check(self, value: Any) -> None:
         """Raise ConfigError naming this field, the value and what is allowed, unless the value is allowed."""
         if value is None and self.optional:

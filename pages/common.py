@@ -282,40 +282,37 @@ def no_completed_run() -> None:
     st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/model_training:")
 
 
-def pick_run(runs: list[RunInfo], key: str, label: str = "Run") -> RunInfo | None:
-    """A picker of completed runs; default: ?run=, else this session's last run, else the best one.
+RUN = "run"  # the run picker's key on every page, and so its URL parameter: ?run=<id> opens that run
 
-    A run asked for that no longer exists (deleted in another tab) is reported as such; a
-    malformed ?run= is rejected without touching the store. Shows the no-run message when
-    there is nothing completed.
+
+def pick_run(runs: list[RunInfo], label: str = "Run") -> RunInfo | None:
+    """The run picker: completed runs, bound to the URL's ?run=; default: this session's last run, else the best.
+
+    A run asked for (by the link, or earlier in the session) that no longer exists, did not complete
+    or is not a run id at all gets one line saying so; the picker then shows the default.
+    Shows the no-run message when there is nothing completed.
 
     Returns:
         The chosen RunInfo, or None.
     """
     by_id = {r.run_id: r for r in runs}
-    wanted = []
-    param = st.query_params.get("run")
-    if param is not None and key not in st.session_state:
+    ids = [r.run_id for r in service.completed_runs(runs)]
+    for asked in dict.fromkeys(x for x in (st.query_params.get(RUN), st.session_state.get(RUN)) if x):
+        if asked in ids:
+            continue
         try:
-            wanted.append(check_run_id(param))
+            st.warning(service.unavailable_reason(runs, check_run_id(asked)), icon=":material/warning:")
         except RunNotFoundError as e:
             st.error(str(e), icon=":material/error:")
-    wanted += [st.session_state.get(key), st.session_state.get(SELECTED_RUN)]
-    for run_id in dict.fromkeys(r for r in wanted if r):
-        if reason := service.unavailable_reason(runs, run_id):
-            st.warning(reason, icon=":material/warning:")
-    ids = [r.run_id for r in service.completed_runs(runs)]
-    for k in (key, SELECTED_RUN):
-        if st.session_state.get(k) not in ids:
-            st.session_state.pop(k, None)
+    if st.session_state.get(RUN) not in ids:
+        st.session_state.pop(RUN, None)  # a run deleted meanwhile: the picker falls back to its default
     if not ids:
         no_completed_run()
         return None
-    if key not in st.session_state:
-        st.session_state[key] = service.default_run(runs, wanted).run_id
-    run_id = st.selectbox(label, ids, key=key, format_func=lambda r: views.run_label(by_id[r]))
+    default = service.default_run(runs, [st.session_state.get(SELECTED_RUN)])
+    run_id = st.selectbox(label, ids, index=ids.index(default.run_id), key=RUN, bind="query-params",
+                          format_func=lambda r: views.run_label(by_id[r]))
     st.session_state[SELECTED_RUN] = run_id
-    st.query_params["run"] = run_id
     return by_id[run_id]
 
 
@@ -336,5 +333,5 @@ def run_result(run_id: str, key: str = "train_result") -> None:
         st.session_state[SELECTED_RUN] = run_id
         l1, l2 = st.columns(2)
         l1.page_link(CONFUSION_PAGE, label="Confusion matrix of this run", icon=":material/grid_on:",
-                     query_params={"run": run_id})
-        l2.page_link(DRAW_PAGE, label="Draw with this model", icon=":material/draw:", query_params={"run": run_id})
+                     query_params={RUN: run_id})
+        l2.page_link(DRAW_PAGE, label="Draw with this model", icon=":material/draw:", query_params={RUN: run_id})

@@ -54,8 +54,9 @@ def _curves(runs) -> None:
     default = [r.run_id for r in service.completed_runs(with_history)[:3]]
     left, right = st.columns([3, 1])
     chosen = left.multiselect("Runs to overlay", list(labels), default=default, key="compare_overlay",
+                              bind="query-params",
                               format_func=labels.get)
-    metric = right.selectbox("Curve", list(charts.CURVE_METRICS), key="compare_metric",
+    metric = right.selectbox("Curve", list(charts.CURVE_METRICS), key="compare_metric", bind="query-params",
                              format_func=charts.CURVE_METRICS.get)
     by_id = {r.run_id: r for r in with_history}
     histories = {labels[rid]: by_id[rid].history for rid in chosen}
@@ -71,8 +72,9 @@ def _groups(runs) -> None:
     st.dataframe(views.groups_table(groups), hide_index=True, key="compare_groups")
     labels = {i: f"{g.config.summary()} (n = {g.n})" for i, g in enumerate(groups)}
     left, right = st.columns(2)
-    a = left.selectbox("Group", list(labels), key="compare_group_a", format_func=labels.get)
-    b = right.selectbox("against", list(labels), key="compare_group_b", format_func=labels.get,
+    a = left.selectbox("Group", list(labels), key="compare_group_a", format_func=labels.get,
+                       bind="query-params")
+    b = right.selectbox("against", list(labels), key="compare_group_b", format_func=labels.get, bind="query-params",
                         index=min(1, len(labels) - 1))
     if a != b:
         for metric in stats.METRICS:
@@ -86,7 +88,7 @@ def main() -> None:
     if runs_store is None:
         return
     runs = runs_store.list_runs()
-    if st.toggle("Hide cancelled live runs", value=True, key="compare_hide_live",
+    if st.toggle("Hide cancelled live runs", value=True, key="compare_hide_live", bind="query-params",
                  help="Runs that live mode on the Train page started and replaced before they finished"):
         runs = service.without_cancelled_live(runs)
     _table(runs)

@@ -1,4 +1,4 @@
-"""The Train page's configuration form, generated from the field table; also loads a config into it (not a page)."""
+"""The Train form: generated from the field table, bound to the URL (a configuration is a link); not a page."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ DEFAULT_PRESET = "ref-relu-adam"
 PRESET = "train_preset"
 N_LAYERS, AS_TEXT, LAYERS_TEXT = "train_n_layers", "train_layers_as_text", "train_layers_text"
 UNIT_KEYS = tuple(f"train_units_{i}" for i in range(MAX_LAYERS))
-SAVED = "_train_saved"  # widget values kept while the user is on another page
 ss = st.session_state
+# Every widget is bound to the URL with Streamlit's own bind="query-params": its key is the
+# parameter, a value at its default is left out, so the default preset's link is just the page's.
+BIND = {"bind": "query-params"}
 
 
 def key(name: str) -> str:
@@ -24,27 +26,26 @@ def key(name: str) -> str:
 
 
 FIELD_KEYS = {key(name): name for name, f in FIELDS.items() if f.widget != "layers"}
-WIDGET_KEYS = (PRESET, N_LAYERS, AS_TEXT, LAYERS_TEXT, *UNIT_KEYS, *FIELD_KEYS)
 
 
-def field_widget(f: Field, widget_key: str, on_change: Callable[[], None] | None = None) -> None:
-    """The widget of one field, as the table describes it: the constraint's range, the table's default."""
-    ss.setdefault(widget_key, f.default)
-    kw = {"key": widget_key, "help": f.help or None, "on_change": on_change}
+def field_widget(f: Field, widget_key: str, default: object, on_change: Callable[[], None] | None = None) -> None:
+    """The widget of one field, as the table describes it: the constraint's range, bound to the URL."""
+    kw = {"key": widget_key, "help": f.help or None, "on_change": on_change, **BIND}
     if f.widget == "select":
-        st.selectbox(f.label, f.choices, **kw)
+        st.selectbox(f.label, f.choices, index=f.choices.index(default), **kw)
     elif f.widget == "select_slider":
-        st.select_slider(f.label, f.options, format_func=lambda v: f"{v:g}", **kw)
+        st.select_slider(f.label, f.options, value=default, format_func=lambda v: f"{v:g}", **kw)
     elif f.widget == "slider":
-        st.slider(f.label, f.low, f.high, step=f.step, **kw)
+        st.slider(f.label, f.low, f.high, value=default, step=f.step, **kw)
     elif f.widget == "checkbox":
-        st.checkbox(f.label, **kw)
+        st.checkbox(f.label, value=default, **kw)
     elif f.kind == "int":
-        st.number_input(f.label, min_value=int(f.low), max_value=int(f.high), step=int(f.step or 1), **kw)
+        st.number_input(f.label, min_value=int(f.low), max_value=int(f.high), value=default, step=int(f.step or 1),
+                        **kw)
     else:  # an open lower bound cannot be a widget minimum: the field's check says so instead
-        optional = {"value": None, "placeholder": "optimizer default"} if f.optional else {}  # None: may be empty
+        placeholder = "optimizer default" if f.optional else None
         st.number_input(f.label, min_value=None if f.low_open else float(f.low), max_value=float(f.high),
-                        step=f.step, format="%g", **optional, **kw)
+                        value=default, step=f.step, format="%g", placeholder=placeholder, **kw)
 
 
 def widget_values(config: TrainConfig) -> dict:
@@ -54,14 +55,36 @@ def widget_values(config: TrainConfig) -> dict:
     fits = all(u in UNIT_OPTIONS for u in layers)
     values.update({N_LAYERS: len(layers), AS_TEXT: not fits, LAYERS_TEXT: FIELDS["hidden_layers"].format(layers)})
     for i, k in enumerate(UNIT_KEYS):
-        values[k] = layers[i] if fits and i < len(layers) else ss.get(k, 128)
+        values[k] = layers[i] if fits and i < len(layers) else 128
     return values
 
 
+DEFAULTS = {PRESET: DEFAULT_PRESET, **widget_values(PRESETS[DEFAULT_PRESET].config)}  # the widgets' own defaults
+
+
 def load(config: TrainConfig, preset: str = CUSTOM) -> None:
-    """Show this config in the Train page's widgets (the next time it is drawn)."""
-    ss[SAVED] = {PRESET: preset, **widget_values(config)}
-    ss.pop(PRESET, None)  # the page restores everything from SAVED, as after a page switch
+    """Show this config in the Train page's widgets (the next time it is drawn), e.g. a sweep's trial."""
+    ss.update({PRESET: preset, **widget_values(config)})
+
+
+def link_notices() -> list[str]:
+    """One line per parameter of the page's link that its widget cannot take (Streamlit ignores those)."""
+    notices = []
+    for name, text in st.query_params.items():
+        try:
+            if name in FIELD_KEYS:
+                FIELDS[FIELD_KEYS[name]].parse(text, widget=True)
+            elif name == PRESET and text not in (*PRESETS, CUSTOM):
+                raise ConfigError(f"the preset must be one of {', '.join((*PRESETS, CUSTOM))}")
+            elif name == N_LAYERS and text not in [str(n) for n in range(1, MAX_LAYERS + 1)]:
+                raise ConfigError(f"the number of hidden layers must be 1 to {MAX_LAYERS}")
+            elif name in UNIT_KEYS and text not in [str(u) for u in UNIT_OPTIONS]:
+                raise ConfigError(f"units must be one of {', '.join(map(str, UNIT_OPTIONS))}")
+            elif name == LAYERS_TEXT:
+                FIELDS["hidden_layers"].parse(text)
+        except ConfigError as e:
+            notices.append(f"the link's {name}={text!r} was ignored: {e}")
+    return notices
 
 
 def _apply_preset() -> None:
@@ -88,33 +111,26 @@ def _toggle_text() -> None:
         ss.update(dict(zip(UNIT_KEYS, layers, strict=False)))
 
 
-def _restore() -> None:
-    """First visit: the default preset; coming back from another page (or after load()): what was set."""
-    saved = ss.get(SAVED) or {PRESET: DEFAULT_PRESET, **widget_values(PRESETS[DEFAULT_PRESET].config)}
-    # Streamlit drops a widget's state while its page is not shown, but keeps a value a callback
-    # wrote into the same key: coming back (the preset key is gone), restore it all.
-    returning = PRESET not in ss
-    for k, value in saved.items():
-        if returning or k not in ss:
-            ss[k] = value
-
-
 def _layers_widgets(f: Field) -> None:
-    st.toggle("Type the layers as text", key=AS_TEXT, on_change=_toggle_text)
+    st.toggle("Type the layers as text", value=DEFAULTS[AS_TEXT], key=AS_TEXT, on_change=_toggle_text, **BIND)
     if ss[AS_TEXT]:
-        st.text_input(f"{f.label} (units, comma-separated)", key=LAYERS_TEXT, on_change=_mark_custom, help=f.help)
+        st.text_input(f"{f.label} (units, comma-separated)", value=DEFAULTS[LAYERS_TEXT], key=LAYERS_TEXT,
+                      on_change=_mark_custom, help=f.help, **BIND)
         return
-    st.slider(f.label, 1, MAX_LAYERS, key=N_LAYERS, on_change=_mark_custom)
+    st.slider(f.label, 1, MAX_LAYERS, value=DEFAULTS[N_LAYERS], key=N_LAYERS, on_change=_mark_custom, **BIND)
     for i in range(ss[N_LAYERS]):
-        st.select_slider(f"Units in layer {i + 1}", UNIT_OPTIONS, key=UNIT_KEYS[i], on_change=_mark_custom)
+        st.select_slider(f"Units in layer {i + 1}", UNIT_OPTIONS, value=DEFAULTS[UNIT_KEYS[i]], key=UNIT_KEYS[i],
+                         on_change=_mark_custom, **BIND)
 
 
 def draw(fields: Mapping[str, Field] = FIELDS) -> tuple[TrainConfig | None, str]:
     """Draw the form; returns (the config it describes, "") or (None, the one-line error)."""
-    _restore()
-    st.selectbox("Preset", [*PRESETS, CUSTOM], key=PRESET, on_change=_apply_preset,
+    for notice in link_notices():
+        st.warning(notice, icon=":material/link_off:")
+    names = [*PRESETS, CUSTOM]
+    st.selectbox("Preset", names, index=names.index(DEFAULT_PRESET), key=PRESET, on_change=_apply_preset,
                  format_func=lambda n: n if n == CUSTOM else f"{n}: {PRESETS[n].config.describe()}",
-                 help="The reference study's configurations; changing any field below makes it custom.")
+                 help="The reference study's configurations; changing any field below makes it custom.", **BIND)
     left, right = st.columns(2)
     main = [f for f in fields.values() if not f.advanced]
     with left:
@@ -122,13 +138,12 @@ def draw(fields: Mapping[str, Field] = FIELDS) -> tuple[TrainConfig | None, str]
             _layers_widgets(f)
     with right:
         for f in (f for f in main if f.widget != "layers"):
-            field_widget(f, key(f.name), _mark_custom)
+            field_widget(f, key(f.name), DEFAULTS.get(key(f.name), f.default), _mark_custom)
     with st.expander("Advanced"):
         columns = st.columns(3)
         for i, f in enumerate(f for f in fields.values() if f.advanced):
             with columns[i % 3]:
-                field_widget(f, key(f.name), _mark_custom)
-    ss[SAVED] = {k: ss[k] for k in WIDGET_KEYS if k in ss}
+                field_widget(f, key(f.name), DEFAULTS.get(key(f.name), f.default), _mark_custom)
     try:
         return _config(), ""
     except ConfigError as e:

@@ -43,11 +43,11 @@ def _subject(runs_store, data) -> service.Subject | None:
     cached = common.baselines()
     kind = "run"
     if cached:
-        kind = st.radio("Show", ["run", *cached], key="confusion_source", horizontal=True,
+        kind = st.radio("Show", ["run", *cached], key="confusion_source", horizontal=True, bind="query-params",
                         format_func=lambda k: "a training run" if k == "run" else f"baseline: {cached[k].label}")
     if kind != "run":
         return service.baseline_subject(cached[kind])
-    info = common.pick_run(runs_store.list_runs(), key="confusion_run")
+    info = common.pick_run(runs_store.list_runs())
     return None if info is None else service.run_subject(runs_store, info, data)
 
 
@@ -66,27 +66,26 @@ def main() -> None:
               if val is None else None)
     with c3:
         mode = st.radio("Values", ["counts", "row-normalised"], key="confusion_mode", horizontal=True,
+                        bind="query-params",
                         help="row-normalised: each row divided by the number of test images of that class")
-    ss.setdefault(TRUE, None)
-    ss.setdefault(PRED, None)
-    cell = (ss[TRUE], ss[PRED]) if ss[TRUE] is not None and ss[PRED] is not None else None
-    fig = charts.confusion_heatmap(subject.confusion, normalised=mode == "row-normalised", selected=cell)
-    st.plotly_chart(fig, key="confusion_chart", on_select=_on_click, selection_mode="points")
-    st.caption("Rows: the true class; columns: what the model predicted. Click a cell to see its test images, "
-               "or choose the classes here:")
+    st.caption("Rows: the true class; columns: what the model predicted. Choose a cell here, or click one below "
+               "to see its test images:")
     left, right = st.columns(2)
     labels = lambda i: CLASSES[i].label  # noqa: E731
-    left.selectbox("True class", range(len(CLASSES)), key=TRUE, format_func=labels, index=None,
-                   placeholder="choose a class")
-    right.selectbox("Predicted as", range(len(CLASSES)), key=PRED, format_func=labels, index=None,
-                    placeholder="choose a class")
-    if ss[TRUE] is not None and ss[PRED] is not None:
+    true = left.selectbox("True class", range(len(CLASSES)), key=TRUE, format_func=labels, index=None,
+                          placeholder="choose a class", bind="query-params")
+    pred = right.selectbox("Predicted as", range(len(CLASSES)), key=PRED, format_func=labels, index=None,
+                           placeholder="choose a class", bind="query-params")
+    cell = (true, pred) if true is not None and pred is not None else None
+    fig = charts.confusion_heatmap(subject.confusion, normalised=mode == "row-normalised", selected=cell)
+    st.plotly_chart(fig, key="confusion_chart", on_select=_on_click, selection_mode="points")
+    if cell is not None:
         if data is None:
             st.info("The test images need the data, which could not be loaded.", icon=":material/info:")
         elif subject.warning:
             st.warning(subject.warning, icon=":material/warning:")
         else:
-            _gallery(subject.predictions, data, ss[TRUE], ss[PRED])
+            _gallery(subject.predictions, data, true, pred)
     st.subheader("Per-class precision, recall and F1")
     st.dataframe(views.class_metrics_table(subject.per_class), hide_index=True, key="confusion_per_class",
                  column_config={c: st.column_config.NumberColumn(format="%.4f") for c in ("precision", "recall", "f1")})

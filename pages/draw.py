@@ -96,7 +96,7 @@ def main() -> None:
     runs_store = common.store()
     if runs_store is None:
         return
-    info = common.pick_run(runs_store.list_runs(), key="draw_run", label="Model")
+    info = common.pick_run(runs_store.list_runs(), label="Model")
     if info is None:
         return
     left, middle, right = st.columns([3, 2, 3])

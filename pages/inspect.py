@@ -37,7 +37,8 @@ def _weights(net: Network) -> None:
 
 
 def _embedding(runs: RunStore, info: RunInfo, data: Dataset, net: Network) -> None:
-    method = st.radio("Projection", list(METHODS), format_func=METHODS.get, key="inspect_method", horizontal=True)
+    method = st.radio("Projection", list(METHODS), format_func=METHODS.get, key="inspect_method", horizontal=True,
+                      bind="query-params")
     if method == "tsne":
         emb = insight.cached_embedding(runs, info.run_id, data, "tsne")
         if emb is None:
@@ -119,10 +120,11 @@ def main() -> None:
     runs, data = common.store(), common.dataset()
     if runs is None:
         return
-    info = common.pick_run(runs.list_runs(), key="inspect_run")
+    info = common.pick_run(runs.list_runs())
     if info is None:
         return
-    view = st.radio("View", list(VIEWS), format_func=VIEWS.get, key="inspect_view", horizontal=True)
+    view = st.radio("View", list(VIEWS), format_func=VIEWS.get, key="inspect_view", horizontal=True,
+                    bind="query-params")
     if view == "weights":
         _weights(common.run_network(info.run_id))
     elif data is None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from kmnist_core import charts, service, views
-from kmnist_core.config import TrainConfig, count_params
+from kmnist_core.config import TrainConfig, count_params, train_command
 from kmnist_core.errors import RunNotFoundError
 from kmnist_core.records import Status
 from pages import common, config_form, live_mode
@@ -91,6 +91,8 @@ def main() -> None:
         estimate = service.estimate(config, data, q.store.list_runs(limit=service.ESTIMATE_RUNS)) if q else None
         st.caption(f"**{count_params(config):,} parameters** · {config.describe()}"
                    + (f" · {views.estimate_text(estimate)}" if estimate else ""))
+        with st.expander("The same from the command line"):
+            st.code(train_command(config), language="bash")  # with a copy button; the page's URL is its link
     if live and q is not None:
         live_mode.follow(q, config, estimate)
     _actions(config, data, q)

@@ -125,9 +125,9 @@ def test_every_page_renders_with_a_stored_run(with_run):
         assert not at.exception, (page, at.exception)
         assert not at.error and not at.warning, (page, texts(at.error), texts(at.warning))
     at.switch_page("pages/confusion.py").run()
-    assert at.selectbox(key="confusion_run").value == with_run  # the best (only) completed run
+    assert at.selectbox(key="run").value == with_run  # the best (only) completed run
     at.switch_page("pages/draw.py").run()
-    assert at.selectbox(key="draw_run").value == with_run
+    assert at.selectbox(key="run").value == with_run
     assert any("Draw a character" in t for t in texts(at.info))
 
 
@@ -332,7 +332,7 @@ def test_knn_baselines_are_computed_once_then_listed_in_compare_and_shown_in_con
 
 def test_a_run_deleted_elsewhere_shows_no_longer_exists(with_run):
     at = app("pages/confusion.py")
-    assert at.selectbox(key="confusion_run").value == with_run
+    assert at.selectbox(key="run").value == with_run
     RunStore().delete(with_run)  # as another tab would
     at.run()
     assert not at.exception
@@ -353,7 +353,7 @@ def test_run_ids_from_the_query_string_are_validated(with_run, param, kind, mess
     at.run()
     assert not at.exception
     assert any(message in t for t in texts(getattr(at, kind)))
-    assert at.selectbox(key="confusion_run").value == with_run  # falls back to the best run
+    assert at.selectbox(key="run").value == with_run  # falls back to the best run
 
 
 # --- Draw ---

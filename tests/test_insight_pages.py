@@ -168,7 +168,7 @@ def test_data_page_shows_the_images_4nn_gets_wrong_once_the_baselines_are_cached
 def test_every_inspect_view_renders_the_runs_own_numbers(with_run, data):
     store = RunStore()
     at = app("pages/inspect.py")
-    assert at.selectbox(key="inspect_run").value == with_run
+    assert at.selectbox(key="run").value == with_run
     assert at.radio(key="inspect_view").value == "weights"
 
     # Weights: the stored first Dense kernel's columns, read from weights.npz, not recomputed by insight.
@@ -319,7 +319,7 @@ def test_a_run_trained_on_other_data_gives_one_line_per_view(with_run, data):
 def test_a_run_deleted_while_inspected_says_so(with_run):
     at = app("pages/inspect.py")
     at.radio(key="inspect_view").set_value("embedding").run()
-    assert at.selectbox(key="inspect_run").value == with_run
+    assert at.selectbox(key="run").value == with_run
     RunStore().delete(with_run)  # as another tab would
     at.run()
     shown = one_line_problems(at)
