@@ -13,7 +13,7 @@ from .errors import InputError
 
 SIZE = 28  # KMNIST images are SIZE x SIZE
 
-# What KMNIST looks like, measured on the 8,000 train images of /work/shared/data/kmnist-subset
+# What KMNIST looks like, measured on the 8,000 train images of the kmnist-subset folder
 # (real KMNIST images). Pixels > 32 define the bounding box; pixels > 128 are stroke. The figures
 # that only the tests compare outputs with (centre of mass, stroke width and ink ranges) are
 # named in tests/drawing_support.py; tests/test_drawing.py re-measures them all on the images.

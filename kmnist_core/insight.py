@@ -69,11 +69,11 @@ CONFIDENT = 0.9  # a mistake made with at least this probability counts as a con
 WEIGHT_UNITS = 64
 NEIGHBOURS = 5
 TOP_CLASSES = 3
-# t-SNE: scikit-learn's defaults but 500 iterations instead of 1,000 (250 after the early exaggeration) and at
-# most 2,000 points, to stay within the 30 s the issue allows. On the subset's 2,000 test images (ref-relu-adam,
-# best-mlp): 500 iterations cost 22-23 CPU seconds (KL 1.198 / 0.783), 1,000 cost 45-46 (KL 1.138 / 0.719);
-# wall time on the 2 shared cores: 1,000 took 33 s at load 3.6 and 61-77 s at load 6-8, 500 took 22 s at
-# load 6.4 and 26-45 s at load 8-10. Embedding.seconds records each computation's own time.
+# t-SNE: scikit-learn's defaults but 500 iterations instead of 1,000 (250 after the early exaggeration) and
+# at most 2,000 points, to stay within the 30 s the Inspect page allows it. On the subset's 2,000 test images
+# (ref-relu-adam, best-mlp): 500 iterations cost 22-23 CPU seconds (KL 1.198 / 0.783), 1,000 cost 45-46
+# (KL 1.138 / 0.719); wall time on the 2 shared cores: 1,000 took 33 s at load 3.6 and 61-77 s at load 6-8,
+# 500 took 22 s at load 6.4 and 26-45 s at load 8-10. Embedding.seconds records each computation's own time.
 TSNE_MAX_POINTS = 2000
 TSNE_SETTINGS: dict[str, Any] = {"perplexity": 30.0, "max_iter": 500, "init": "pca", "learning_rate": "auto",
                                  "random_state": 0}

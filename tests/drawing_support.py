@@ -6,7 +6,7 @@ from scipy import ndimage
 
 from kmnist_core.errors import InputError
 
-# What KMNIST looks like, measured on the 8,000 train images of /work/shared/data/kmnist-subset
+# What KMNIST looks like, measured on the 8,000 train images of the kmnist-subset folder
 # (real KMNIST images) as told in kmnist_core/drawing.py, which keeps the figures its pipeline
 # uses; test_kmnist_constants_match_the_real_images re-measures these. Pixels > 128 are stroke.
 KMNIST_CENTRE_OF_MASS = (13.86, 13.32)  # (y, x) medians; KMNIST centres the bounding box, not this

@@ -387,7 +387,7 @@ def test_postgres_workers_share_a_study_and_a_killed_workers_trial_is_retried(po
     wait_until(lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children), 15)
 
     trials = study.get_trials()
-    for t in trials:  # the timeline, for the report (pytest -s)
+    for t in trials:  # the timeline, printed with pytest -s
         print(f"  trial {t.number} {t.state.name:<8} pid {t.user_attrs.get('pid')} "
               f"start {t.datetime_start.timestamp() - killed_at:+7.1f} s, end "
               f"{t.datetime_complete.timestamp() - killed_at:+7.1f} s from the kill, "

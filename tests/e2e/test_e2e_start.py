@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 pytestmark = pytest.mark.e2e
 
-# Spawn to a painted Train page on a loaded 2-core machine measured 9-16 s (see the report);
+# Spawn to a painted Train page on a loaded 2-core machine measured 9-16 s;
 # the benchmark owns the tight number, this only catches a start that has become pathological.
 COLD_START_BOUND_S = 30
 
