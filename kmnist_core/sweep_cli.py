@@ -73,7 +73,7 @@ def add_parsers(subparsers: Any) -> None:
     listing = sub.add_parser("list", help="the sweeps in a storage")
     listing.add_argument("--storage", metavar="URL", help=storage_help)
 
-    repeat = subparsers.add_parser("repeat", help="train one configuration with several seeds: mean ± 95 % CI")
+    repeat = subparsers.add_parser("repeat", help="train one configuration with several seeds: mean ± 95 %% CI")
     repeat.add_argument("--preset", choices=sorted(PRESETS), metavar="NAME",
                         help="start from a preset: " + ", ".join(sorted(PRESETS)))
     repeat.add_argument("--seeds", type=_positive_int, default=5, metavar="N",

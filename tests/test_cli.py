@@ -60,3 +60,21 @@ def test_preset_with_override(tmp_path):
     assert code == 0
     code, out, _ = run("--runs-dir", str(tmp_path), "runs")
     assert "[128, 128, 64] relu sgd" in out and "· epochs 1, batch 512" in out  # the options it was trained with
+
+
+def test_every_command_has_help(capsys):
+    from kmnist_core.cli import build_parser
+
+    parser = build_parser()
+    commands = [[]]
+    for action in parser._subparsers._group_actions:  # argparse's own registry of subcommands
+        for name, sub in action.choices.items():
+            commands.append([name])
+            nested = [a for a in sub._actions if a.__class__.__name__ == "_SubParsersAction"]
+            commands += [[name, n] for a in nested for n in a.choices]
+    for argv in commands:
+        with pytest.raises(SystemExit) as e:
+            main([*argv, "--help"])
+        assert e.value.code == 0, argv
+        assert "usage:" in capsys.readouterr().out
+    assert ["sweep", "worker"] in commands and ["runs", "rename"] in commands
