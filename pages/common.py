@@ -42,22 +42,27 @@ IDLE_POLL_S = 10.0  # ... and while nothing does, to notice jobs other sessions 
 
 _DATA_ERROR = "_kmnist_data_error"  # set by the frame on each full run: the load error, or ""
 _STORE_ERROR = "_kmnist_store_error"
-_SEEN_ACTIVE = "_kmnist_seen_active"  # job ids the sidebar saw active last time
+_SEEN_ACTIVE = "_kmnist_seen_active"  # {job id: status} of the jobs the sidebar saw active last time
 SELECTED_RUN = "selected_run"  # the run this session last looked at (Train result, Confusion, Draw)
 
 
 
+# The app's pages in navigation order: (script, title, icon). Navigation and the tests read this one table.
+PAGE_TABLE = (
+    (TRAIN_PAGE, "Train", ":material/model_training:"),
+    (COMPARE_PAGE, "Compare", ":material/table_chart:"),
+    (SWEEP_PAGE, "Sweep", ":material/tune:"),
+    (CONFUSION_PAGE, "Confusion matrix", ":material/grid_on:"),
+    (INSPECT_PAGE, "Inspect", ":material/biotech:"),
+    (DRAW_PAGE, "Draw", ":material/draw:"),
+    (DATA_PAGE, "Data", ":material/dataset:"),
+)
+
+
 def navigation_pages() -> list:
-    """The app's pages, in navigation order, for st.navigation."""
-    return [
-        st.Page(TRAIN_PAGE, title="Train", icon=":material/model_training:", default=True),
-        st.Page(COMPARE_PAGE, title="Compare", icon=":material/table_chart:"),
-        st.Page(SWEEP_PAGE, title="Sweep", icon=":material/tune:"),
-        st.Page(CONFUSION_PAGE, title="Confusion matrix", icon=":material/grid_on:"),
-        st.Page(INSPECT_PAGE, title="Inspect", icon=":material/biotech:"),
-        st.Page(DRAW_PAGE, title="Draw", icon=":material/draw:"),
-        st.Page(DATA_PAGE, title="Data", icon=":material/dataset:"),
-    ]
+    """The app's pages, in navigation order, for st.navigation; the first is the default."""
+    return [st.Page(script, title=title, icon=icon, default=index == 0)
+            for index, (script, title, icon) in enumerate(PAGE_TABLE)]
 
 
 # --- the process-wide resources: created once, shared by every session ---
@@ -253,11 +258,12 @@ def queue_status() -> None:
         active = q.active()
         with st.container(key="queue_status"):
             st.markdown(f"**Jobs:** {views.queue_summary(active)}")
-        ids = [s.job_id for s in active]
+        states = {s.job_id: s.status for s in active}
         seen = st.session_state.get(_SEEN_ACTIVE)
-        st.session_state[_SEEN_ACTIVE] = ids
-        if seen is not None and (set(seen) - set(ids) or (ids and interval == IDLE_POLL_S)):
-            st.rerun()  # a job ended, or one started elsewhere: refresh the whole page
+        st.session_state[_SEEN_ACTIVE] = states
+        if seen is not None and (set(seen) - set(states) or (states and interval == IDLE_POLL_S)
+                                 or any(seen.get(i, status) != status for i, status in states.items())):
+            st.rerun()  # a job ended, started elsewhere, or went from queued to running: refresh the page
 
     _status()
 

@@ -17,9 +17,11 @@ from e2e_support import (
 )
 from playwright.sync_api import expect
 
+from pages.common import PAGE_TABLE
+
 pytestmark = pytest.mark.e2e
 
-TITLES = ("Train", "Compare", "Confusion matrix", "Draw")
+TITLES = tuple(title for _, title, _ in PAGE_TABLE)
 TENSORFLOW_LIBRARY = "_pywrap_tensorflow_internal"  # the shared object `import tensorflow` maps
 
 
