@@ -35,7 +35,9 @@ def _gallery(predictions, data, true: int, pred: int) -> None:
         shown = f"the {len(idx)} most confident" if total > len(idx) else "all"
         st.caption(f"Showing {shown}, each with the probability the model gave to {CLASSES[pred].label}.")
         st.image([views.enlarge(data.x_test[i], ZOOM) for i in idx],
-                 caption=[f"p={p:.2f}" for p in probs], width=28 * ZOOM)
+                 caption=[f"p={p:.2f}" for p in probs], width=28 * ZOOM,
+                 alt=[f"test image #{i}: true {CLASSES[true].label}, predicted {CLASSES[pred].label} with p={p:.2f}"
+                      for i, p in zip(idx, probs, strict=True)])
 
 
 def _subject(runs_store, data) -> service.Subject | None:

@@ -28,7 +28,8 @@ def _strips(per_class: list[np.ndarray], key: str, captions: list[str] | None = 
         for c, images in enumerate(per_class):
             label, row = st.columns([1, 9], vertical_alignment="center")
             label.markdown(f"**{CLASSES[c].label}**")
-            row.image(charts.image_strip(images, ZOOM), caption=captions[c] if captions else None)
+            row.image(charts.image_strip(images, ZOOM), caption=captions[c] if captions else None,
+                      alt=f"{len(images)} images of class {CLASSES[c].label}, side by side")
 
 
 def _classes(explorer: insight.DataExplorer) -> None:
@@ -58,7 +59,8 @@ def _means(explorer: insight.DataExplorer) -> None:
     st.subheader("Mean image and ink per class")
     with st.container(key="data_means"):
         for col, mean, cls in zip(st.columns(len(CLASSES)), explorer.mean_images, CLASSES, strict=True):
-            col.image(charts.gray_image(mean, 3, stretch=True), caption=cls.label, width="stretch")
+            col.image(charts.gray_image(mean, 3, stretch=True), caption=cls.label, width="stretch",
+                      alt=f"the mean training image of {cls.label}")
     st.caption("Each class's average training image, brightened to its own maximum.")
     ink = explorer.ink
     st.plotly_chart(charts.ink_histograms(ink.edges, ink.counts, ink.mean), key="data_ink")

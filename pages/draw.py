@@ -82,13 +82,17 @@ def _evidence(run_id: str, network: Network, prediction: service.Prediction, dat
                     st.image([views.enlarge(data.x_train[i], NEIGHBOUR_ZOOM) for i in evidence.neighbours],
                              width=28 * NEIGHBOUR_ZOOM, caption=[
                                  f"{charts.CLASS_LABELS[c]} · d={d:.2f}"
-                                 for c, d in zip(evidence.neighbour_labels, evidence.neighbour_distances, strict=True)])
+                                 for c, d in zip(evidence.neighbour_labels, evidence.neighbour_distances, strict=True)],
+                             alt=[f"training image #{i}, class {charts.CLASS_LABELS[c]}, distance {d:.2f}"
+                                  for i, c, d in zip(evidence.neighbours, evidence.neighbour_labels,
+                                                     evidence.neighbour_distances, strict=True)])
     saliency = evidence.saliency if evidence else insight.saliency(network, prediction.image)
     top = prediction.top[0]
     with heat, st.container(key="draw_saliency"):
         st.markdown(f"**What drove {top.hiragana}**")
         st.image(charts.saliency_overlay(prediction.image, saliency, zoom=PREVIEW_ZOOM),
-                 caption=f"red: ink that raised p({top.romaji}); blue: ink that lowered it")
+                 caption=f"red: ink that raised p({top.romaji}); blue: ink that lowered it",
+                 alt=f"the model input with its saliency for {top.romaji} overlaid")
 
 
 def main() -> None:
@@ -116,7 +120,8 @@ def main() -> None:
                 st.info("Draw a character on the canvas (or upload an image) to classify it.",
                         icon=":material/draw:")
             else:
-                st.image(views.enlarge(prediction.image, PREVIEW_ZOOM), caption=f"from the {source}")
+                st.image(views.enlarge(prediction.image, PREVIEW_ZOOM), caption=f"from the {source}",
+                         alt=f"the 28×28 model input made from the {source}")
     if prediction is not None:
         with right:
             _prediction(prediction, common.dataset())

@@ -84,9 +84,9 @@ class Scenario:
         for old in ARTIFACTS.glob(f"{self.name}*"):
             old.unlink()
 
-    def open(self, server: StreamlitServer, path: str = "", label: str = ""):
-        """A new browser context (its own Streamlit session) showing server/path."""
-        context = self.chromium.new_context(viewport=VIEWPORT)
+    def open(self, server: StreamlitServer, path: str = "", label: str = "", color_scheme: str = "light"):
+        """A new browser context (its own Streamlit session) showing server/path, in a light or dark theme."""
+        context = self.chromium.new_context(viewport=VIEWPORT, color_scheme=color_scheme)
         context.set_default_timeout(TIMEOUT_MS)
         self.contexts.append(context)
         page = context.new_page()
