@@ -1,6 +1,7 @@
 """The run store under faults: damaged runs are listed as broken, ids cannot escape the store."""
 
 import json
+import shutil
 
 import pytest
 from helpers import wait_done
@@ -10,11 +11,31 @@ from kmnist_core.errors import RunNotFoundError, StoreError
 from kmnist_core.store import RunStore
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data):
+    """Two completed TINY runs (seeds 0 and 5), trained once for this module by a real worker."""
+    from kmnist_core.jobs import JobQueue
+
+    store = RunStore(tmp_path_factory.mktemp("trained") / "runs")
+    queue = JobQueue(store, data)
+    try:
+        jobs = [queue.submit(TINY), queue.submit(TINY.replace(seed=5))]
+        assert [wait_done(queue, j).status for j in jobs] == ["completed", "completed"]
+    finally:
+        queue.close()
+    return store, jobs
+
+
+def _copy_in(store: RunStore, trained, index: int) -> str:
+    """Copy one trained run's folder into this test's store (mtimes kept); returns its id."""
+    source, jobs = trained
+    shutil.copytree(source.root / jobs[index], store.root / jobs[index])
+    return jobs[index]
+
+
 @pytest.fixture
-def completed(queue):
-    job = queue.submit(TINY)
-    assert wait_done(queue, job).status == "completed"
-    return job
+def completed(store, trained):
+    return _copy_in(store, trained, 0)
 
 
 def test_completed_run_reads_completed(store, completed):
@@ -29,9 +50,8 @@ def test_completed_run_reads_completed(store, completed):
     (lambda p: (p / "config.json").write_text('{"config": {"epochs": 0}, "key": "k"}'), "epochs must be"),
     (lambda p: (p / "status.json").unlink(), "status.json is missing"),
 ])
-def test_damaged_runs_are_broken_with_a_reason_and_do_not_break_listing(store, completed, queue, damage, reason):
-    other = queue.submit(TINY.replace(seed=5))
-    wait_done(queue, other)
+def test_damaged_runs_are_broken_with_a_reason_and_do_not_break_listing(store, completed, trained, damage, reason):
+    other = _copy_in(store, trained, 1)
     damage(store.root / completed)
     runs = {r.run_id: r for r in store.list_runs()}
     assert runs[completed].status == "broken" and reason in runs[completed].reason

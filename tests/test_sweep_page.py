@@ -47,7 +47,8 @@ def test_a_tiny_sweep_runs_in_the_background_and_its_trial_opens_in_train(at):
         table = _table(at)
         if table is not None and (table.status == "completed").sum() == 2:
             break
-        assert time.monotonic() < deadline, "the sweep did not finish"
+        assert time.monotonic() < deadline, ("the sweep did not finish", None if table is None else table.to_dict(),
+                                             [x.value for x in [*at.caption, *at.info, *at.warning, *at.error]])
         time.sleep(1)
         at.run()
         assert not at.exception, at.exception
