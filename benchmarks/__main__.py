@@ -35,6 +35,7 @@ class SectionSpec:
     browser: bool = False  # needs Chromium and a dashboard server
     ui_training: bool = False  # trains through the dashboard: skipped in quick mode
     default: bool = True  # part of a plain `python -m benchmarks`
+    quick_skip: str = ""  # why quick mode leaves it out (it still runs small when named with --only)
 
 
 SECTIONS: dict[str, SectionSpec] = {
@@ -48,6 +49,17 @@ SECTIONS: dict[str, SectionSpec] = {
     "server": SectionSpec("dashboard:section_server", folder=True, browser=True, ui_training=True),
     "watched": SectionSpec("watching:section_watched", folder=True, browser=True, ui_training=True),
     "six_tabs": SectionSpec("watching:section_six_tabs", folder=True, browser=True, ui_training=True),
+    "sweep_pruning": SectionSpec("sweeping:section_sweep_pruning", folder=True,
+                                 quick_skip="two sweeps with their own workers take minutes"),
+    "sweep_throughput": SectionSpec("sweeping:section_sweep_throughput", folder=True,
+                                    quick_skip="a PostgreSQL cluster and three workers take minutes"),
+    "sweep_overhead": SectionSpec("sweeping:section_sweep_overhead", folder=True),
+    "store_1000": SectionSpec("filled_store:section_store_1000", folder=True, browser=True,
+                              quick_skip="filling a store and timing its pages in Chromium takes minutes"),
+    "insight_views": SectionSpec("looking:section_insight_views", folder=True, browser=True,
+                                 quick_skip="a trained run and its pages in Chromium take minutes"),
+    "live_mode": SectionSpec("live:section_live_mode", folder=True, browser=True,
+                             quick_skip="training runs and live mode in Chromium take minutes"),
     "postscriptgc": SectionSpec("watching:section_postscriptgc", folder=True, browser=True, ui_training=True,
                                 default=False),
 }
@@ -68,6 +80,8 @@ def _skip_reason(spec: SectionSpec, quick: bool, browser: bool, data_dir: Path |
         return "--no-browser"
     if spec.ui_training and quick:
         return "quick mode: needs training runs through the dashboard; name it with --only to run it small"
+    if spec.quick_skip and quick:
+        return f"quick mode: {spec.quick_skip}; name it with --only to run it small"
     return ""
 
 

@@ -42,6 +42,19 @@ class Sizes:
     watch_repeats: int  # watched/unwatched pairs, per tab count
     watch_epochs: int  # epochs of each watched or unwatched run in the dashboard
     paint_tabs: int  # new tabs opened one after another while six tabs watch
+    sweep_trials: int  # trials of each sweep of the pruning comparison (TPE + median pruner, random + none)
+    sweep_epochs: int  # the epoch budget every trial of that comparison has
+    sweep_pg_trials: int  # trials per batch in the PostgreSQL throughput comparison
+    sweep_pg_epochs: int  # epochs of each of those (identical) trials
+    sweep_pg_repeats: int  # batches per setup, alternating 1 worker x 2 threads and 2 workers x 1 thread
+    overhead_trials: int  # short trials whose Optuna duration is compared with their training time
+    overhead_epochs: int
+    store_runs: int  # runs in the filled store of store_1000 (1,000 for the figures)
+    page_repeats: int  # timed paints of each page or view in the browser sections (medians of this many)
+    evidence_calls: int  # in-process calls of insight.evidence
+    live_mode_repeats: int  # widget change -> the new configuration's first live point, Live on
+    live_burst: int  # widget changes in one burst (within 2 s), Live on: it must start one job
+    estimate_configs: int  # varied short runs trained for the estimate's error (beside the run's other runs)
 
 
 FULL = Sizes(
@@ -49,17 +62,24 @@ FULL = Sizes(
     plain_epochs=3, repeats=3, short_runs=3, predict_calls=200, baseline_predict_calls=60, cache_repeats=9,
     worker_jobs=4, worker_epochs=5, worker_repeats=3, worker_warmup=True,
     cold_repeats=5, ui_cache_repeats=5, live_repeats=5, watch_repeats=3, watch_epochs=60, paint_tabs=3,
+    sweep_trials=16, sweep_epochs=10, sweep_pg_trials=8, sweep_pg_epochs=3, sweep_pg_repeats=2,
+    overhead_trials=8, overhead_epochs=2, store_runs=1000, page_repeats=3, evidence_calls=200,
+    live_mode_repeats=3, live_burst=10, estimate_configs=6,
 )
 QUICK = Sizes(
     n_train=2_000, epochs=2, fit_epochs=2, fit_variants=((16, True), (64, False)),
     plain_epochs=2, repeats=1, short_runs=1, predict_calls=100, baseline_predict_calls=5, cache_repeats=3,
     worker_jobs=2, worker_epochs=2, worker_repeats=1, worker_warmup=False,
     cold_repeats=1, ui_cache_repeats=1, live_repeats=1, watch_repeats=1, watch_epochs=20, paint_tabs=1,
+    sweep_trials=3, sweep_epochs=2, sweep_pg_trials=2, sweep_pg_epochs=1, sweep_pg_repeats=1,
+    overhead_trials=2, overhead_epochs=1, store_runs=50, page_repeats=1, evidence_calls=20,
+    live_mode_repeats=1, live_burst=10, estimate_configs=3,
 )
 
 # The counts --repeats sets: how many times something is measured, not how big each measurement is.
 REPEAT_FIELDS = ("repeats", "short_runs", "cache_repeats", "worker_repeats", "cold_repeats", "ui_cache_repeats",
-                 "live_repeats", "watch_repeats", "paint_tabs")
+                 "live_repeats", "watch_repeats", "paint_tabs", "sweep_pg_repeats", "page_repeats",
+                 "live_mode_repeats")
 
 
 class Context:
@@ -84,6 +104,9 @@ class Context:
         self._browser: Any = None
         self._servers = 0
         self._tmp = tempfile.TemporaryDirectory(prefix="kmnist-bench-runs-")
+        self._folders = 0
+        self.estimate_stores: list[Path] = []  # run stores whose runs the estimate's error is measured over
+        self._reference: tuple[Path, str] | None = None
 
     def log(self, line: str) -> None:
         """One line of progress, flushed at once (a full run takes a while)."""
@@ -128,13 +151,49 @@ class Context:
         n = len(split_validation(self.folder().y_train, 0.1, 0)[0])
         return f"{self.data_dir.name} ({n:,} train samples)"
 
+    # --- run stores ---
+
+    def runs_folder(self, label: str, estimate: bool = True) -> Path:
+        """A new, empty run-store folder for this run, removed at close().
+
+        Args:
+            label: part of its name.
+            estimate: its runs were trained as a user's are (one worker, all cores), so the
+                estimate's error (live_mode) is measured over them too.
+        """
+        self._folders += 1
+        path = Path(self._tmp.name) / "stores" / f"{self._folders:02d}-{label}"
+        path.mkdir(parents=True)
+        if estimate:
+            self.estimate_stores.append(path)
+        return path
+
+    def reference_run(self) -> tuple[Path, str]:
+        """A completed run of the Train page's default preset on the data folder, trained once per benchmark run.
+
+        Returns:
+            (its run folder, its run id): copy the folder into a store, never write into it.
+        """
+        if self._reference is None:
+            from .stores import train_reference
+
+            self._reference = train_reference(self)
+        return self._reference
+
     # --- the dashboard ---
 
-    def server(self, label: str, script: str | Path = "dashboard.py", options: tuple[str, ...] = ()) -> StreamlitServer:
-        """A StreamlitServer (not started; use it as a context manager) with an empty run store of its own."""
+    def server(self, label: str, script: str | Path = "dashboard.py", options: tuple[str, ...] = (),
+               estimate: bool = True) -> StreamlitServer:
+        """A StreamlitServer (not started; use it as a context manager) with an empty run store of its own.
+
+        Args:
+            estimate: its runs count for the estimate's error (False for a store of copied runs).
+        """
         self._servers += 1
         name = f"{self._servers:02d}-{label}"
         runs = Path(self._tmp.name) / name
+        if estimate:
+            self.estimate_stores.append(runs)
         return StreamlitServer(runs, self.log_dir / f"{name}.log", data=self.data_dir, script=script,
                                options=options, ports=BENCH_PORTS)
 

@@ -16,7 +16,7 @@ IDLE_TIMEOUT_S = 300.0  # a worker imports TensorFlow and loads the data before 
 JOB_TIMEOUT_S = 600.0
 
 
-def _wait_idle(queue, timeout: float = IDLE_TIMEOUT_S) -> None:
+def wait_idle(queue, timeout: float = IDLE_TIMEOUT_S) -> None:
     """Until every worker of the queue has started (imported TensorFlow, loaded the data).
 
     Raises:
@@ -34,8 +34,8 @@ def _wait_idle(queue, timeout: float = IDLE_TIMEOUT_S) -> None:
     raise RuntimeError(f"the training workers were not ready within {timeout:.0f} s")
 
 
-def _run_all(queue, configs) -> float:
-    """Submit every config at once, wait until all have ended; returns the wall time.
+def run_all(queue, configs) -> tuple[float, list[str]]:
+    """Submit every config at once, wait until all have ended; returns the wall time and the run ids.
 
     Raises:
         RuntimeError: a job did not complete (its status and error in the message).
@@ -52,7 +52,7 @@ def _run_all(queue, configs) -> float:
         snap = queue.progress(i)
         if snap.status != "completed":
             raise RuntimeError(f"job {i} ended {snap.status}: {snap.error}")
-    return wall
+    return wall, ids
 
 
 def section_cache(ctx: Context) -> None:
@@ -66,7 +66,7 @@ def section_cache(ctx: Context) -> None:
         store = RunStore(Path(tmp))
         queue = JobQueue(store, data, workers=1)
         try:
-            wall = _run_all(queue, [TINY])
+            wall, _ = run_all(queue, [TINY])
         finally:
             queue.close()
         ctx.log(f"  the first request trained: {wall:.1f} s (the worker's TensorFlow import included)")
@@ -110,17 +110,17 @@ def section_workers(ctx: Context) -> None:
         queues = {w: JobQueue(RunStore(Path(tmp) / f"workers-{w}"), data, workers=w) for w in (1, 2)}
         try:
             for queue in queues.values():
-                _wait_idle(queue)
+                wait_idle(queue)
             ctx.log(f"  3 worker processes ready (TensorFlow imported, data loaded) in {time.perf_counter() - t:.1f} s")
             threads = {w: [i.threads for i in q.workers()] for w, q in queues.items()}
             for w, queue in queues.items():  # warm every worker: one tiny job each, at once
                 if sizes.worker_warmup:
-                    _run_all(queue, [TINY.replace(seed=900 + i) for i in range(w)])
+                    run_all(queue, [TINY.replace(seed=900 + i) for i in range(w)])
             for rep in range(sizes.worker_repeats):
                 configs = [REFERENCE.replace(epochs=sizes.worker_epochs, seed=1000 + 10 * rep + j)
                            for j in range(sizes.worker_jobs)]
                 for w in (1, 2) if rep % 2 == 0 else (2, 1):
-                    wall = _run_all(queues[w], configs)
+                    wall, _ = run_all(queues[w], configs)
                     per_min[w].append(len(configs) / wall * 60)
                     ctx.log(f"  workers={w} x {threads[w][0]} thread(s), batch {rep + 1}: {wall:.2f} s,"
                             f" {per_min[w][-1]:.1f} jobs/min")

@@ -12,12 +12,10 @@ socket folder is the temp folder and it uses a free port. As root, initdb and pg
 
 from __future__ import annotations
 
-import glob
 import os
 import secrets
 import shlex
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,32 +23,11 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.postgres import find_bin, free_port
+from benchmarks.postgres import run_checked as _run
+
 INSTALL_HINT = "`make test` installs it (apt-get install -y postgresql)"
 USER, DATABASE = "kmnist", "sweeps"
-
-
-def find_bin() -> Path | None:
-    """The newest PostgreSQL bin folder with initdb and pg_ctl (Debian keeps them off PATH)."""
-    folders = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name)
-                     if Path(p).parent.name.isdigit() else 0)
-    for folder in reversed(folders):
-        if (Path(folder) / "initdb").is_file() and (Path(folder) / "pg_ctl").is_file():
-            return Path(folder)
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb and shutil.which("pg_ctl") else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _run(cmd: list[str], timeout: float = 120) -> str:
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        raise RuntimeError(f"{shlex.join(cmd)} failed ({done.returncode}): {done.stderr.strip() or done.stdout}")
-    return done.stdout
 
 
 class PostgresServer:
