@@ -37,9 +37,8 @@ test: $(VENV)/.installed-dev browser postgres
 bench: $(VENV)/.installed-dev browser
 	KMNIST_DATA_DIR=$(TEST_DATA_DIR) $(PY) -m benchmarks
 
-# README screenshots from a real server with real runs; Chromium needs a Japanese font for the labels.
+# README screenshots from a real server with real runs (the app serves its own hiragana font).
 screenshots: $(VENV)/.installed-dev browser
-	@fc-list :lang=ja 2>/dev/null | grep -q . || { apt-get update -qq && apt-get install -y -qq fonts-noto-cjk >/dev/null; }
 	KMNIST_DATA_DIR=$(TEST_DATA_DIR) $(PY) tests/e2e/screenshots.py
 
 # The hiragana font the pages serve: the hiragana block of Noto Sans JP (SIL OFL 1.1) from the npm

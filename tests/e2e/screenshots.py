@@ -10,18 +10,23 @@ import tempfile
 import time
 from pathlib import Path
 
-from e2e_support import (
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo: benchmarks.harness, kmnist_core
+
+from e2e_support import (  # noqa: E402 - after the repo is on the path
     ROOT,
     VIEWPORT,
     StreamlitServer,
     click_confusion_cell,
     configure_training,
     draw_strokes,
+    enter_number,
     finish_cli,
     job_text,
     largest_confusion,
     launch_chromium,
     plotly_traces,
+    read_dataframe,
+    settle,
     submit_training,
     train_cli,
     wait_for,
@@ -32,6 +37,8 @@ MAX_BYTES = 300_000  # larger PNGs are palette-quantised
 # Runs the Compare page overlays: the reference study's configurations at their 10 epochs.
 STORED = (("--preset", "ref-relu-adam"), ("--preset", "ref-relu-sgd"), ("--preset", "ref-sigmoid-rmsprop"))
 LIVE = ("256, 128", 40, 64)  # trained in the browser: layers, epochs, batch size (~30-60 s here)
+SWEEP = ('epochs = 2\nbatch_size = 256\nhidden_layers = [[32], [64], [128], [64, 32]]\n'
+         'optimizer = ["adam", "rmsprop", "sgd"]\n')  # the Sweep page's screenshot: 8 quick trials
 
 
 def save_png(page, path: Path, top_of: str | None = None, height: int = VIEWPORT["height"]) -> int:
@@ -56,6 +63,24 @@ def save_png(page, path: Path, top_of: str | None = None, height: int = VIEWPORT
     return len(png)
 
 
+def _epoch(text: str) -> int:
+    """The epoch a job panel's progress line shows ('epoch 9/40'), else 0."""
+    match = re.search(r"epoch (\d+)/", text)
+    return int(match.group(1)) if match else 0
+
+
+def save_apng(frames: list[bytes], path: Path, ms: int = 700) -> int:
+    """The frames (PNG bytes of the same element) as one animated PNG that loops; returns its size in bytes."""
+    from PIL import Image
+
+    images = [Image.open(io.BytesIO(f)).convert("RGB") for f in frames]
+    size = images[0].size
+    images = [im.resize(size) if im.size != size else im for im in images]
+    palette = [im.quantize(colors=96, method=Image.Quantize.MEDIANCUT) for im in images]
+    palette[0].save(path, save_all=True, append_images=palette[1:], duration=ms, loop=0, optimize=True)
+    return path.stat().st_size
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots", help="folder for the PNGs")
@@ -78,10 +103,18 @@ def main(argv: list[str] | None = None) -> int:
                 layers, epochs, batch = LIVE
                 configure_training(page, layers, epochs=epochs, batch_size=batch)
                 run_id = submit_training(page)
-                wait_for(lambda: re.search(rf"epoch ([89]|\d\d)/{epochs}", job_text(page)), 300,
-                         what="the run a quarter of the way")
-                sizes["train"] = save_png(page, args.out / "train.png", top_of=".st-key-train_job")
+                frames = []  # the live curves growing: frames of an animated PNG
+                page.locator(".st-key-train_job").first.evaluate("el => el.scrollIntoView({block: 'start'})")
+                for epoch in (2, 5, 9, 14, 20, 27, 34):
+                    wait_for(lambda e=epoch: _epoch(job_text(page)) >= e, 300, what=f"epoch {epoch}")
+                    page.wait_for_timeout(400)
+                    frames.append(page.locator(".st-key-train_job").first.screenshot())
+                    if epoch == 9:
+                        sizes["train"] = save_png(page, args.out / "train.png", top_of=".st-key-train_job")
+                        page.locator(".st-key-train_job").first.evaluate("el => el.scrollIntoView({block: 'start'})")
                 wait_for(lambda: "completed in" in job_text(page), 600, what="the run completing")
+                frames.append(page.locator(".st-key-train_job").first.screenshot())
+                sizes["live"] = save_apng(frames, args.out / "live.png")
 
                 # Compare: the stored runs and the browser's run, overlaid.
                 page.goto(f"{server.url}/compare")
@@ -107,7 +140,34 @@ def main(argv: list[str] | None = None) -> int:
                 page.locator(".st-key-prediction").wait_for()
                 wait_for(lambda: plotly_traces(page, "draw_proba"), 60, what="the probability chart")
                 page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollTo(0, 0)")
-                sizes["draw"] = save_png(page, args.out / "draw.png")
+                sizes["draw"] = save_png(page, args.out / "draw.png", height=1400)
+
+                # Inspect: the embedding map of the browser's run.
+                page.set_viewport_size(VIEWPORT)
+                page.goto(f"{server.url}/inspect?run={run_id}")
+                page.get_by_role("heading", name="Inspect", level=1).wait_for()
+                page.get_by_text("Embedding map", exact=True).click()
+                wait_for(lambda: plotly_traces(page, "inspect_embedding"), 120, what="the embedding map")
+                sizes["inspect"] = save_png(page, args.out / "inspect.png", top_of=".st-key-inspect_embedding",
+                                            height=900)
+
+                # Data: the class table, samples and mean images.
+                page.goto(f"{server.url}/data")
+                page.get_by_role("heading", name="Data", level=1).wait_for()
+                page.locator("[data-testid='stImage']").first.wait_for()
+                sizes["data"] = save_png(page, args.out / "data.png", height=1100)
+
+                # Sweep: a small sweep of one-epoch trials, its table and charts filled.
+                page.goto(f"{server.url}/sweep")
+                page.get_by_role("heading", name="Sweep", level=1).wait_for()
+                page.get_by_label("…or paste a space file (TOML or JSON); it replaces the widgets above").fill(SWEEP)
+                settle(page)
+                enter_number(page, "How many trials", 8)
+                page.get_by_role("button", name="Start sweep").click()
+                wait_for(lambda: len([r for r in read_dataframe(page, "trial") if r.get("status", "").startswith(
+                    ("completed", "pruned"))]) >= 8, 900, what="the sweep's trials")
+                settle(page)
+                sizes["sweep"] = save_png(page, args.out / "sweep.png", top_of=".st-key-sweep_trials", height=1300)
                 browser.close()
         finally:
             server.stop()
