@@ -30,3 +30,15 @@ def queue(store, data):
     q = JobQueue(store, data)
     yield q
     q.close()
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """For AppTest: KMNIST_DATA_DIR on the subset, a fresh runs dir; Streamlit's process-wide caches released after."""
+    import streamlit as st
+
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("KMNIST_DATA_DIR", str(SUBSET))
+    monkeypatch.setenv("KMNIST_RUNS_DIR", str(runs))
+    yield runs
+    st.cache_resource.clear()  # closes this test's job queue (on_release)

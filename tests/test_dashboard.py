@@ -1,6 +1,5 @@
 """The dashboard through Streamlit's AppTest: every page, real data, real training, real run store."""
 
-import base64
 import io
 import json
 import shutil
@@ -8,9 +7,8 @@ import time
 
 import numpy as np
 import pytest
-import streamlit as st
 from drawing_support import enlarge_to_canvas
-from helpers import ROOT, SUBSET, wait_done
+from helpers import ROOT, SUBSET, canvas_value, texts, wait_done
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -44,16 +42,6 @@ def trained(tmp_path_factory, data):
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    """KMNIST_DATA_DIR on the subset, a fresh runs dir; Streamlit's process-wide caches released after."""
-    runs = tmp_path / "runs"
-    monkeypatch.setenv("KMNIST_DATA_DIR", str(SUBSET))
-    monkeypatch.setenv("KMNIST_RUNS_DIR", str(runs))
-    yield runs
-    st.cache_resource.clear()  # closes this test's job queue (on_release)
-
-
-@pytest.fixture
 def with_run(env, trained):
     """The env's runs dir holding a copy of the trained run (so a test may delete it)."""
     root, run_id = trained
@@ -70,20 +58,8 @@ def app(page=None):
     return at
 
 
-def texts(elements):
-    return [e.value for e in elements]
-
-
 def chart_spec(at, index=0):
     return json.loads(at.get("plotly_chart")[index].proto.spec)
-
-
-def canvas_value(rgba):
-    """What streamlit-drawable-canvas 0.13 sends for a drawing: the canvas PNG as a data URL."""
-    buf = io.BytesIO()
-    Image.fromarray(rgba).save(buf, format="PNG")
-    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-    return {"drawing": {"raw": {"objects": [{"type": "path"}]}, "data": url}, "backgroundFit": None}
 
 
 def assert_error_on_every_page(at, message):

@@ -7,10 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-import streamlit as st
 from drawing_support import enlarge_to_canvas
-from helpers import ROOT, SUBSET
-from PIL import Image
+from helpers import ROOT, SUBSET, canvas_value, texts
 from streamlit.testing.v1 import AppTest
 
 from kmnist_core import charts, insight
@@ -40,16 +38,6 @@ def trained(tmp_path_factory, data):
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    """KMNIST_DATA_DIR on the subset, a fresh runs dir; Streamlit's process-wide caches released after."""
-    runs = tmp_path / "runs"
-    monkeypatch.setenv("KMNIST_DATA_DIR", str(SUBSET))
-    monkeypatch.setenv("KMNIST_RUNS_DIR", str(runs))
-    yield runs
-    st.cache_resource.clear()
-
-
-@pytest.fixture
 def with_run(env, trained):
     """The env's runs dir holding a copy of the trained run (so a test may damage or delete it)."""
     root, run_id = trained
@@ -66,10 +54,6 @@ def app(page, run_id=None):
     at.run()
     assert not at.exception, at.exception
     return at
-
-
-def texts(elements):
-    return [e.value for e in elements]
 
 
 def charts_by_key(at):
@@ -96,13 +80,6 @@ def one_line_problems(at):
     shown = texts(at.error) + texts(at.warning)
     assert all("\n" not in m and "Traceback" not in m for m in shown), shown
     return shown
-
-
-def canvas_value(rgba):
-    buf = io.BytesIO()
-    Image.fromarray(rgba).save(buf, format="PNG")
-    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-    return {"drawing": {"raw": {"objects": [{"type": "path"}]}, "data": url}, "backgroundFit": None}
 
 
 # --- with and without runs ---

@@ -1,19 +1,10 @@
 """A configuration is a link (AppTest): widgets bound to the URL's query parameters; bad values give one notice each."""
 
 import pytest
-import streamlit as st
-from helpers import ROOT, SUBSET
+from helpers import ROOT
 from streamlit.testing.v1 import AppTest
 
 from kmnist_core.config import PRESETS, TrainConfig, train_command
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("KMNIST_DATA_DIR", str(SUBSET))
-    monkeypatch.setenv("KMNIST_RUNS_DIR", str(tmp_path / "runs"))
-    yield tmp_path / "runs"
-    st.cache_resource.clear()
 
 
 def _open(params):

@@ -2,22 +2,12 @@
 
 import time
 
-import pytest
-import streamlit as st
-from helpers import ROOT, SUBSET, wait_until
+from helpers import ROOT, wait_until
 from streamlit.testing.v1 import AppTest
 
 from pages import live_mode
 
 SMALL = {"train_epochs": 3, "train_batch_size": 256}  # short runs of the default preset
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("KMNIST_DATA_DIR", str(SUBSET))
-    monkeypatch.setenv("KMNIST_RUNS_DIR", str(tmp_path / "runs"))
-    yield tmp_path / "runs"
-    st.cache_resource.clear()
 
 
 def _app():

@@ -3,8 +3,7 @@
 import time
 
 import pytest
-import streamlit as st
-from helpers import ROOT, SUBSET
+from helpers import ROOT
 from streamlit.testing.v1 import AppTest
 
 from kmnist_core.store import RunStore
@@ -13,15 +12,12 @@ SPACE = 'epochs = 1\nbatch_size = 512\nhidden_layers = [[16], [32]]\noptimizer =
 
 
 @pytest.fixture
-def at(tmp_path, monkeypatch):
-    monkeypatch.setenv("KMNIST_DATA_DIR", str(SUBSET))
-    monkeypatch.setenv("KMNIST_RUNS_DIR", str(tmp_path / "runs"))
+def at(env):
     app = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
     app.run()
     app.switch_page("pages/sweep.py").run()
     assert not app.exception, app.exception
-    yield app
-    st.cache_resource.clear()
+    return app
 
 
 def _table(at):
