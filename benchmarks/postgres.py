@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 USER, DATABASE = "kmnist", "bench"
 START_TIMEOUT_S = 60
@@ -55,6 +56,30 @@ def run_checked(cmd: list[str], timeout: float = 120) -> str:
     return done.stdout
 
 
+def ensure_database(name: str, timeout: float, **connect: Any) -> None:
+    """Connect (retrying until the server answers, within timeout) and create database `name` if it is missing.
+
+    Args:
+        connect: psycopg.connect's host, port, user, password.
+
+    Raises:
+        psycopg.OperationalError: the server did not answer within timeout.
+    """
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(dbname="postgres", connect_timeout=5, autocommit=True, **connect) as conn:
+                if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                    conn.execute(f"CREATE DATABASE {name}")
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)  # the poll's interval, not a wait for a guess
+
+
 @contextlib.contextmanager
 def private_postgres() -> Iterator[str]:
     """A running private cluster with an empty database; yields its `postgresql+psycopg://` URL.
@@ -64,7 +89,6 @@ def private_postgres() -> Iterator[str]:
     Raises:
         RuntimeError: PostgreSQL is not installed, or the cluster did not start.
     """
-    import psycopg
 
     bin_dir = find_bin()
     if bin_dir is None:
@@ -88,17 +112,7 @@ def private_postgres() -> Iterator[str]:
         run_checked(owner([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-o", options,
                            "-w", "-t", str(START_TIMEOUT_S), "start"]))
         started = True
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                with psycopg.connect(host="127.0.0.1", port=port, user=USER, dbname="postgres", connect_timeout=5,
-                                     autocommit=True) as conn:
-                    conn.execute(f"CREATE DATABASE {DATABASE}")
-                break
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        ensure_database(DATABASE, START_TIMEOUT_S, host="127.0.0.1", port=port, user=USER)
         yield f"postgresql+psycopg://{USER}@127.0.0.1:{port}/{DATABASE}"
     finally:
         if started:

@@ -18,12 +18,11 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from benchmarks.postgres import find_bin, free_port
+from benchmarks.postgres import ensure_database, find_bin, free_port
 from benchmarks.postgres import run_checked as _run
 
 INSTALL_HINT = "`make test` installs it (apt-get install -y postgresql)"
@@ -105,20 +104,7 @@ class PostgresServer:
         self._wait_reachable()
 
     def _wait_reachable(self, timeout: float = 30) -> None:
-        import psycopg
-
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with psycopg.connect(host=self.host, port=self.port, user=USER, password=self.password,
-                                     dbname="postgres", connect_timeout=5, autocommit=True) as conn:
-                    if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():
-                        conn.execute(f"CREATE DATABASE {DATABASE}")
-                return
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        ensure_database(DATABASE, timeout, host=self.host, port=self.port, user=USER, password=self.password)
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (mode immediate: as if it crashed); start() brings it back with its data."""
