@@ -137,7 +137,8 @@ def screenshot(page, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         page.set_viewport_size({"width": size["width"], "height": min(max(height, size["height"]), 6000)})
-        page.wait_for_timeout(300)
+        # two animation frames: the page has been laid out again at the new size
+        page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
         page.screenshot(path=str(path), full_page=True)
     finally:
         page.set_viewport_size(size)

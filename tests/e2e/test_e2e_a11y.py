@@ -105,7 +105,9 @@ def _painted(page, title: str) -> None:
     expect(page.get_by_role("heading", name=title, level=1)).to_be_visible()
     settle(page)
     page.wait_for_function("() => [...document.images].every(i => i.complete || i.loading === 'lazy')")
-    page.wait_for_timeout(1000)  # plotly draws its SVG after the element arrives
+    # plotly draws its SVG after the element arrives: wait until every chart has drawn it
+    page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')]"
+                           ".every(p => p.querySelector('.main-svg'))")
     settle(page)
 
 
