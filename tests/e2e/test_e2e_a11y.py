@@ -183,8 +183,10 @@ def test_hiragana_draws_with_the_served_font_not_as_a_missing_glyph_box(scenario
     # Streamlit adds the theme's @font-face rules after the first paint; wait for the face, then load it.
     page.wait_for_function("() => [...document.fonts].some(f => f.family.includes('kmnist-hiragana'))")
     o = page.evaluate(_GLYPH_JS, ["お", family])
-    page.wait_for_function("() => [...document.fonts].some(f => f.family.includes('kmnist-hiragana')"
-                           " && f.status === 'loaded')")  # fails here when static/ is not served
+    # A rerun may re-register the face (a new, unloaded FontFace): ask for it again at each poll.
+    page.wait_for_function("async () => { await document.fonts.load('48px kmnist-hiragana', 'お');"
+                           " return [...document.fonts].some(f => f.family.includes('kmnist-hiragana')"
+                           " && f.status === 'loaded'); }")  # fails here when static/ is not served
     o = page.evaluate(_GLYPH_JS, ["お", family])
     unassigned = page.evaluate(_GLYPH_JS, ["\u3097", family])  # in the hiragana block, assigned to nothing
     assert o["width"] > 0 and abs(o["width"] - unassigned["width"]) > 1, (o["width"], unassigned["width"])
