@@ -18,7 +18,7 @@ VIEWS: dict[str, tuple[str, dict[str, Any]]] = {
     "mistakes": ("Confident mistakes", {"galleries": [("inspect_mistakes", 1)]}),
 }
 DATA_PAINTED: dict[str, Any] = {
-    "frames": 2, "charts": ["data_class_counts", "data_ink"],  # frames: the class table and the files
+    "frames": 2,  # the class table (its count bars and ink histograms are drawn in the grid) and the files
     "galleries": [("data_samples", 10), ("data_means", 10), ("data_unusual_images", 10)],
 }
 SALIENCY = ".st-key-draw_saliency img"
@@ -139,7 +139,7 @@ def section_insight_views(ctx: Context) -> None:
         "inspect_view_max_s": f"{slowest}; each view: radio click -> its chart/gallery drawn and the run ended,"
                               f" median of {n}; first computations "
                               + ", ".join(f"{v} {s:.2f} s" for v, s in first.items()),
-        "data_page_paint_s": f"median of {n}: sidebar Train -> Data, its tables, charts and images drawn"
+        "data_page_paint_s": f"median of {n}: sidebar Train -> Data, its two tables drawn and images decoded"
                              f" (first visit {data_first:.2f} s)",
         "draw_evidence_shown_s": f"median of {n}: one stroke's mouse-up -> the new saliency overlay, 5 neighbours"
                                  " and the top 3 shown"})

@@ -243,56 +243,6 @@ DIVERGING = "RdBu_r"
 POSITIVE_RGB, NEGATIVE_RGB = (214, 39, 40), (31, 119, 180)  # the saliency overlay's red and blue
 
 
-def class_counts(rows: Sequence[Any]) -> go.Figure:
-    """Images per class and split as stacked bars (insight.class_table rows: .train, .validation, .test).
-
-    Returns:
-        Three Bar traces named 'train', 'validation', 'test', x = class labels, y = counts as lists.
-    """
-    labels = [CLASS_LABELS[r.index] for r in rows]
-    fig = go.Figure([go.Bar(x=labels, y=[getattr(r, split) for r in rows], name=split, marker_color=colour,
-                            hovertemplate=f"%{{x}}: %{{y:,}} {split} images<extra></extra>")
-                     for split, colour in SPLIT_COLOURS.items()])
-    fig.update_layout(barmode="stack", height=260, font=FONT, margin={"t": 10, "b": 30, "l": 50, "r": 10},
-                      yaxis_title="images", legend={"traceorder": "normal"})
-    return fig
-
-
-def ink_histograms(edges: np.ndarray, counts: np.ndarray, mean: np.ndarray, columns: int = 5) -> go.Figure:
-    """One small histogram of ink mass per class (insight.InkHistogram), on a shared x axis.
-
-    Args:
-        edges: (B + 1,) bin edges shared by every class.
-        counts: (10, B) images per class and bin.
-        mean: (10,) mean ink mass per class.
-        columns: panels per row.
-
-    Returns:
-        One Bar trace per class, named by its label, on its own axes ('x', 'x2', ...).
-    """
-    edges = np.asarray(edges, dtype=float)
-    centres, width = ((edges[:-1] + edges[1:]) / 2).tolist(), float(edges[1] - edges[0]) if len(edges) > 1 else 1.0
-    n = len(counts)
-    rows = -(-n // columns)
-    traces, layout = [], {"font": FONT, "height": 150 * rows + 40, "showlegend": False, "bargap": 0,
-                          "margin": {"t": 30, "b": 40, "l": 40, "r": 10}, "annotations": []}
-    for c in range(n):
-        r, col = divmod(c, columns)
-        ax = "" if c == 0 else str(c + 1)
-        x0, y1 = col / columns, 1 - r / rows
-        layout[f"xaxis{ax}"] = {"domain": [x0 + 0.02, x0 + 1 / columns - 0.02], "anchor": f"y{ax}",
-                                "range": [float(edges[0]), float(edges[-1])], "matches": "x" if ax else None,
-                                "title": {"text": "ink (full pixels)" if r == rows - 1 else None}}
-        layout[f"yaxis{ax}"] = {"domain": [y1 - 1 / rows + 0.12, y1 - 0.1], "anchor": f"x{ax}", "showticklabels": False}
-        traces.append(go.Bar(x=centres, y=np.asarray(counts[c]).tolist(), width=width, name=CLASS_LABELS[c],
-                             marker_color=CLASS_COLOURS[c], xaxis=f"x{ax}", yaxis=f"y{ax}",
-                             hovertemplate=f"{CLASS_LABELS[c]}<br>ink %{{x:.0f}}: %{{y}} images<extra></extra>"))
-        layout["annotations"].append({"text": f"{CLASS_LABELS[c]} · mean {float(mean[c]):.0f}", "showarrow": False,
-                                      "x": x0 + 0.5 / columns, "y": y1 - 0.08, "xref": "paper", "yref": "paper",
-                                      "xanchor": "center", "yanchor": "bottom"})
-    return go.Figure(data=traces, layout=layout)
-
-
 def weight_grid(images: np.ndarray, units: Sequence[int], limit: float, columns: int = 8) -> go.Figure:
     """First-layer weight images as small heatmaps on one diverging colour scale centred on 0.
 

@@ -188,6 +188,26 @@ def class_metrics_table(per_class: Mapping[str, Sequence[float]]) -> pd.DataFram
     })
 
 
+def data_class_table(classes: Sequence[Any], ink: Any) -> pd.DataFrame:
+    """The Data page's class table: insight.class_table rows, their total, and each class's ink mass.
+
+    Args:
+        classes: insight.ClassCount rows in CLASSES order.
+        ink: the training split's insight.InkHistogram.
+
+    Returns:
+        One row per class: index, hiragana, romaji, codepoint, train, validation, test, total, mean ink, and
+        "ink histogram", the class's images per ink bin as a list (bins shared by every class).
+    """
+    import pandas as pd
+
+    rows = [{"index": r.index, "hiragana": r.hiragana, "romaji": r.romaji, "codepoint": r.codepoint,
+             "train": r.train, "validation": r.validation, "test": r.test, "total": r.total,
+             "mean ink": float(ink.mean[r.index]), "ink histogram": np.asarray(ink.counts[r.index]).tolist()}
+            for r in classes]
+    return pd.DataFrame(rows)
+
+
 def cell_samples(y_true: np.ndarray, pred: np.ndarray, proba: np.ndarray, true: int, predicted: int,
                  limit: int = 36) -> tuple[np.ndarray, np.ndarray, int]:
     """Test samples of class `true` predicted as `predicted`, most confident first.

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
 
-from kmnist_core import charts, insight
+from kmnist_core import charts, insight, views
 from kmnist_core.data import CLASSES, Dataset
 from pages import common
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SAMPLES = 12  # per class
 UNUSUAL = 8  # per class (insight.explore's default)
 ZOOM = 2  # 28 px -> 56 px
 SEED = "data_seed"
+SPLIT_HELP = {"train": "The images a run fits on: the training split less the validation hold-out",
+              "validation": "The default hold-out of the training split: stratified, seeded",
+              "test": "The test split: used only for final scores"}
 ss = st.session_state
 
 
@@ -32,18 +38,39 @@ def _strips(per_class: list[np.ndarray], key: str, captions: list[str] | None = 
                       alt=f"{len(images)} images of class {CLASSES[c].label}, side by side")
 
 
+def _class_columns(table: pd.DataFrame, ink: insight.InkHistogram) -> dict:
+    """Counts as bars on one scale per split; the ink histogram as a small bar chart in its cell."""
+    # Pixel widths: the ten columns fit the centred layout's 740 px without scrolling.
+    narrow = {name: st.column_config.Column(width=px) for name, px in
+              (("index", 48), ("hiragana", 70), ("romaji", 56), ("codepoint", 80))}
+    bars = {split: st.column_config.ProgressColumn(split, format="localized", min_value=0, help=hint, width=82,
+                                                   max_value=max(1, int(table[split].max())),
+                                                   color=charts.SPLIT_COLOURS[split])
+            for split, hint in SPLIT_HELP.items()}
+    return {**narrow, **bars, "total": st.column_config.NumberColumn(format="localized", width=56),
+            "mean ink": st.column_config.NumberColumn(
+                format="%.0f", width=70, help="Mean ink mass of the class's images in the training split, in fully "
+                                              "inked pixels"),
+            "ink histogram": st.column_config.BarChartColumn(
+                y_min=0, y_max=int(ink.counts.max()), width=110, color=charts.TRAIN_COLOUR,
+                help=f"Images of the training split (train + validation) per ink mass, {len(ink.edges) - 1} bins "
+                     f"from {ink.edges[0]:.0f} to {ink.edges[-1]:.0f} fully inked pixels, the same for every class")}
+
+
 def _classes(explorer: insight.DataExplorer) -> None:
-    rows = explorer.classes
     st.subheader("Classes")
-    train, val, test = (sum(getattr(r, split) for r in rows) for split in ("train", "validation", "test"))
+    table = views.data_class_table(explorer.classes, explorer.ink)
+    train, val, test = (int(table[split].sum()) for split in ("train", "validation", "test"))
     c1, c2, c3 = st.columns(3)
-    c1.metric("Train (fitted on)", f"{train:,}")
-    c2.metric("Validation", f"{val:,}", help="The default hold-out of the training split: stratified, seeded")
-    c3.metric("Test", f"{test:,}")
-    st.dataframe([{**asdict(r), "total": r.total} for r in rows], hide_index=True, key="data_classes")
-    st.plotly_chart(charts.class_counts(rows), key="data_class_counts")
+    c1.metric("Train (fitted on)", f"{train:,}", help=SPLIT_HELP["train"])
+    c2.metric("Validation", f"{val:,}", help=SPLIT_HELP["validation"])
+    c3.metric("Test", f"{test:,}", help=SPLIT_HELP["test"])
+    st.dataframe(table, hide_index=True, key="data_classes", column_config=_class_columns(table, explorer.ink))
+    ink = explorer.ink
     st.caption(f"Train + validation = the {train + val:,} images of the training split; test = the {test:,} "
-               "images of the test split, used only for final scores.")
+               "images of the test split, used only for final scores. Ink mass: an image's pixel sum / 255, i.e. "
+               "how many fully inked pixels it is worth, a proxy for how many and how thick its strokes are; its "
+               f"histogram spans {ink.edges[0]:.0f} to {ink.edges[-1]:.0f} on the training split.")
 
 
 def _samples(data: Dataset) -> None:
@@ -56,16 +83,12 @@ def _samples(data: Dataset) -> None:
 
 
 def _means(explorer: insight.DataExplorer) -> None:
-    st.subheader("Mean image and ink per class")
+    st.subheader("Mean image per class")
     with st.container(key="data_means"):
         for col, mean, cls in zip(st.columns(len(CLASSES)), explorer.mean_images, CLASSES, strict=True):
             col.image(charts.gray_image(mean, 3, stretch=True), caption=cls.label, width="stretch",
                       alt=f"the mean training image of {cls.label}")
     st.caption("Each class's average training image, brightened to its own maximum.")
-    ink = explorer.ink
-    st.plotly_chart(charts.ink_histograms(ink.edges, ink.counts, ink.mean), key="data_ink")
-    st.caption("Ink mass: an image's pixel sum / 255, i.e. how many fully inked pixels it is worth; "
-               "a proxy for how many and how thick its strokes are.")
 
 
 def _unusual(explorer: insight.DataExplorer, data: Dataset) -> None:
