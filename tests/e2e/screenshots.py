@@ -151,11 +151,14 @@ def main(argv: list[str] | None = None) -> int:
                 sizes["inspect"] = save_png(page, args.out / "inspect.png", top_of=".st-key-inspect_embedding",
                                             height=900)
 
-                # Data: the class table, samples and mean images.
-                page.goto(f"{server.url}/data")
+                # Data: the class table, samples and mean images. Reached from the sidebar, as a user does: on a
+                # fresh page load Chromium can draw the first hiragana as a missing-glyph box while the served
+                # font is still loading (README, Known issues).
+                page.locator("[data-testid='stSidebarNav']").get_by_role("link", name="Data", exact=True).click()
                 page.get_by_role("heading", name="Data", level=1).wait_for()
-                page.locator("[data-testid='stImage']").first.wait_for()
-                sizes["data"] = save_png(page, args.out / "data.png", height=1100)
+                page.locator(".st-key-data_samples [data-testid='stImage']").first.wait_for()
+                settle(page)
+                sizes["data"] = save_png(page, args.out / "data.png", height=1300)
 
                 # Sweep: a small sweep of one-epoch trials, its table and charts filled.
                 page.goto(f"{server.url}/sweep")
