@@ -26,8 +26,9 @@ EVIDENCE_PAINTED: dict[str, Any] = {"galleries": [("draw_neighbours", 5), ("draw
                                     "present": [".st-key-draw_top3 li"]}
 
 
-def _evidence_in_process(ctx: Context, src: Any, run_id: str) -> dict[str, float]:
-    """insight.evidence on canvas drawings with the run's network and training activations: median ms."""
+def _in_process(ctx: Context, src: Any, run_id: str) -> tuple[dict[str, float], dict[str, float]]:
+    """insight.evidence on canvas drawings with the run's network and training activations (median ms); and the
+    t-SNE embedding's first computation (what the Inspect page's t-SNE option costs, once per run)."""
     from kmnist_core import insight
     from kmnist_core.drawing import preprocess_canvas
     from kmnist_core.inference import Network
@@ -51,8 +52,12 @@ def _evidence_in_process(ctx: Context, src: Any, run_id: str) -> dict[str, float
         t = time.perf_counter()
         insight.evidence(net, img, train)
         evidence.append(time.perf_counter() - t)
-    return {"evidence_ms": percentiles_ms(evidence)[0], "evidence_p99_ms": percentiles_ms(evidence)[1],
-            "evidence_prediction_ms": percentiles_ms(prediction)[0]}
+    t = time.perf_counter()
+    tsne = insight.embedding(store, run_id, data, "tsne", net=net)
+    tsne_s = time.perf_counter() - t
+    return ({"evidence_ms": percentiles_ms(evidence)[0], "evidence_p99_ms": percentiles_ms(evidence)[1],
+             "evidence_prediction_ms": percentiles_ms(prediction)[0]},
+            {"tsne_s": tsne_s, "tsne_points": len(tsne.indices)})
 
 
 def _stroke(page: Any, rep: int) -> None:
@@ -85,11 +90,13 @@ def _quiet(page: Any, still_s: float = 1.0, timeout_s: float = 60.0) -> None:
 def section_insight_views(ctx: Context) -> None:
     """The Train page's default preset trained once; on a server with it: each Inspect view's paint once computed
     (median over rounds of switching through all four), the Data page's paint once cached (from Train via the
-    sidebar), draw one stroke -> evidence shown; and insight.evidence timed in-process."""
+    sidebar), draw one stroke -> evidence shown; and insight.evidence and the t-SNE embedding timed in-process."""
     sizes = ctx.sizes
     src, run_id = ctx.reference_run()
-    ctx.record(_evidence_in_process(ctx, src, run_id), f"run {run_id} ({TRAIN_PRESET}), 280x280 drawings",
+    evidence, tsne = _in_process(ctx, src, run_id)
+    ctx.record(evidence, f"run {run_id} ({TRAIN_PRESET}), 280x280 drawings",
                {"evidence_ms": "median: top 3, saliency, 5 nearest training images (the forward pass included)"})
+    ctx.record(tsne, f"run {run_id} ({TRAIN_PRESET}) on {ctx.describe_folder()}")
     server = ctx.server("insight")
     copy_run(src, server.runs_dir)  # without the Inspect and Draw caches: the views' first computation is here
     first: dict[str, float] = {}

@@ -44,7 +44,7 @@ def _embedding(runs: RunStore, info: RunInfo, data: Dataset, net: Network) -> No
         if emb is None:
             st.caption(f"t-SNE places {min(insight.TSNE_MAX_POINTS, len(data.y_test)):,} test images by their "
                        "neighbourhoods instead of by variance; it is computed once per run and then cached.")
-            if st.button("Compute t-SNE (takes about 25 s)", key="inspect_tsne", icon=":material/scatter_plot:"):
+            if st.button("Compute t-SNE (10-25 s here)", key="inspect_tsne", icon=":material/scatter_plot:"):
                 with st.spinner("Running t-SNE on the last hidden layer…"):
                     insight.embedding(runs, info.run_id, data, "tsne", net)
                 st.rerun()

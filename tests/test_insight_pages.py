@@ -219,7 +219,7 @@ def test_tsne_is_offered_behind_a_button_then_shown_from_the_cache(with_run, dat
     at.radio(key="inspect_view").set_value("embedding").run()
     at.radio(key="inspect_method").set_value("tsne").run()
     assert not at.exception and not at.get("plotly_chart")
-    assert "about 25 s" in at.button(key="inspect_tsne").label
+    assert "10-25 s" in at.button(key="inspect_tsne").label  # the cost is said before it is paid
     at.button(key="inspect_tsne").click().run(timeout=240)
     assert not at.exception, at.exception
     spec = charts_by_key(at)["inspect_embedding"]
