@@ -63,6 +63,20 @@ def _curves(runs) -> None:
     st.plotly_chart(charts.overlay_curves(histories, metric), key="compare_curves")
 
 
+def _parallel_coordinates(runs) -> None:
+    """Drawn only while its expander is open: Plotly's parallel coordinates use WebGL, about 3 s of a browser
+    without a GPU however few the runs (measured), so the page does not pay for it on every visit."""
+    completed = service.completed_runs(runs)
+    if not completed:
+        return
+    panel = st.expander("Hyperparameters against test accuracy", key="compare_parcoords_open",
+                        icon=":material/ssid_chart:", on_change="rerun", bind="query-params")
+    if panel.open:
+        with panel:
+            st.caption(f"One line per completed run ({len(completed):,}), coloured by its test accuracy.")
+            st.plotly_chart(charts.parallel_coordinates(views.compare_table(completed)), key="compare_parcoords")
+
+
 def _groups(runs) -> None:
     """Runs that differ only in their seed, as groups with 95 % intervals; two groups compared (Welch)."""
     groups = stats.group_runs(runs, min_size=2)
@@ -96,10 +110,7 @@ def main() -> None:
     if not service.completed_runs(runs):
         common.no_completed_run()
     _curves(runs)
-    table = views.compare_table(service.completed_runs(runs))
-    if len(table):
-        st.subheader("Hyperparameters against test accuracy")
-        st.plotly_chart(charts.parallel_coordinates(table), key="compare_parcoords")
+    _parallel_coordinates(runs)
     if runs:
         st.subheader("A run: downloads, name, seeds, delete")
         run_actions.show(runs)

@@ -224,7 +224,11 @@ def test_compare_lists_reported_beside_measured_deletes_with_confirmation_and_ex
     assert at.download_button(key="compare_csv").proto.label == "Download CSV"
     assert at.multiselect(key="compare_overlay").value == [with_run]
     assert len(chart_spec(at, 0)["data"]) == 1  # the overlay: one line per selected run
-    assert chart_spec(at, 1)["data"][0]["type"] == "parcoords"
+    assert len(at.get("plotly_chart")) == 1  # parallel coordinates (WebGL, ~3 s) wait for their expander
+    at.session_state["compare_parcoords_open"] = True  # what opening it, or a link with it open, sets
+    at.run()
+    [parcoords] = chart_spec(at, 1)["data"]
+    assert parcoords["type"] == "parcoords" and len(parcoords["dimensions"][0]["values"]) == 1  # a line per run
 
     at.selectbox(key="compare_run").set_value(with_run).run()
     at.button(key="compare_delete").click().run()
