@@ -181,24 +181,17 @@ def status(key: str, value: Any) -> str:
     return "pass" if met else "MISS"
 
 
+# How each unit is printed; any other unit (s, ms, pt) gets 3 decimals below 10, else 1.
+UNIT_FORMATS = {"x": "{:.2f}x", "MiB": "{:.0f} MiB", "/min": "{:.1f} /min", "share": "{:.0%}", "%": "{:.1f} %",
+                "acc": "{:.4f}", "": "{:g}"}
+
+
 def fmt(value: Any, unit: str) -> str:
     """A figure as the table shows it: 0.412 s, 1.08x, 287 MiB, 41.3 /min."""
     if value is None:
         return "-"
-    if unit == "x":
-        return f"{value:.2f}x"
-    if unit == "MiB":
-        return f"{value:.0f} MiB"
-    if unit == "/min":
-        return f"{value:.1f} /min"
-    if unit == "share":
-        return f"{value:.0%}"
-    if unit == "%":
-        return f"{value:.1f} %"
-    if unit == "acc":
-        return f"{value:.4f}"
-    if unit == "":
-        return f"{value:g}"
+    if unit in UNIT_FORMATS:
+        return UNIT_FORMATS[unit].format(value)
     return f"{value:.3f} {unit}" if value < 10 else f"{value:.1f} {unit}"
 
 
