@@ -63,10 +63,9 @@ def _curves(runs) -> None:
     st.plotly_chart(charts.overlay_curves(histories, metric), key="compare_curves")
 
 
-def _parallel_coordinates(runs) -> None:
+def _parallel_coordinates(completed) -> None:
     """Drawn only while its expander is open: Plotly's parallel coordinates use WebGL, about 3 s of a browser
     without a GPU however few the runs (measured), so the page does not pay for it on every visit."""
-    completed = service.completed_runs(runs)
     if not completed:
         return
     panel = st.expander("Hyperparameters against test accuracy", key="compare_parcoords_open",
@@ -107,10 +106,11 @@ def main() -> None:
         runs = service.without_cancelled_live(runs)
     _table(runs)
     _references()
-    if not service.completed_runs(runs):
+    completed = service.completed_runs(runs)
+    if not completed:
         common.no_completed_run()
     _curves(runs)
-    _parallel_coordinates(runs)
+    _parallel_coordinates(completed)
     if runs:
         st.subheader("A run: downloads, name, seeds, delete")
         run_actions.show(runs)
