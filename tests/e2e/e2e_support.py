@@ -26,6 +26,14 @@ from benchmarks.harness import submit_training as submit_training
 from benchmarks.harness import wait_for as wait_for
 
 ARTIFACTS = ROOT / "test-artifacts"
+# A job panel's progress line while its run trains, e.g. 'epoch 9/40' (kmnist_core.views.progress_text).
+RUNNING = re.compile(r"epoch (\d+)/\d+")
+
+
+def shown_epoch(text: str) -> int:
+    """The epoch a job panel's progress line shows, else 0."""
+    match = RUNNING.search(text)
+    return int(match.group(1)) if match else 0
 
 
 def train_cli(runs_dir: Path, *args: str) -> subprocess.Popen:
@@ -127,6 +135,11 @@ def stored_status(runs_dir: Path, run_id: str) -> str:
     return json.loads((Path(runs_dir) / run_id / "status.json").read_text())["status"]
 
 
+def next_frames(page) -> None:
+    """Until the browser has drawn two more animation frames: what the page was just given is on screen."""
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+
+
 def screenshot(page, path: Path) -> None:
     """A full-page PNG: Streamlit scrolls inside its main block, so the viewport is grown to fit it."""
     size = page.viewport_size or VIEWPORT
@@ -137,8 +150,7 @@ def screenshot(page, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         page.set_viewport_size({"width": size["width"], "height": min(max(height, size["height"]), 6000)})
-        # two animation frames: the page has been laid out again at the new size
-        page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+        next_frames(page)  # the page has been laid out again at the new size
         page.screenshot(path=str(path), full_page=True)
     finally:
         page.set_viewport_size(size)

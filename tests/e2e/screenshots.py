@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import re
 import sys
 import tempfile
 import time
@@ -18,15 +17,18 @@ from e2e_support import (  # noqa: E402 - after the repo is on the path
     StreamlitServer,
     click_confusion_cell,
     configure_training,
+    count_points,
     draw_strokes,
     enter_number,
     finish_cli,
     job_text,
     largest_confusion,
     launch_chromium,
+    next_frames,
     plotly_traces,
     read_dataframe,
     settle,
+    shown_epoch,
     submit_training,
     train_cli,
     wait_for,
@@ -61,12 +63,6 @@ def save_png(page, path: Path, top_of: str | None = None, height: int = VIEWPORT
         png = buf.getvalue()
     path.write_bytes(png)
     return len(png)
-
-
-def _epoch(text: str) -> int:
-    """The epoch a job panel's progress line shows ('epoch 9/40'), else 0."""
-    match = re.search(r"epoch (\d+)/", text)
-    return int(match.group(1)) if match else 0
 
 
 def save_apng(frames: list[bytes], path: Path, ms: int = 700) -> int:
@@ -106,8 +102,10 @@ def main(argv: list[str] | None = None) -> int:
                 frames = []  # the live curves growing: frames of an animated PNG
                 page.locator(".st-key-train_job").first.evaluate("el => el.scrollIntoView({block: 'start'})")
                 for epoch in (2, 5, 9, 14, 20, 27, 34):
-                    wait_for(lambda e=epoch: _epoch(job_text(page)) >= e, 300, what=f"epoch {epoch}")
-                    page.wait_for_timeout(400)
+                    wait_for(lambda e=epoch: shown_epoch(job_text(page)) >= e
+                             and count_points(plotly_traces(page, "train_curves"), "loss") >= e, 300,
+                             what=f"epoch {epoch} on the chart")
+                    next_frames(page)  # the chart has been drawn with it
                     frames.append(page.locator(".st-key-train_job").first.screenshot())
                     if epoch == 9:
                         sizes["train"] = save_png(page, args.out / "train.png", top_of=".st-key-train_job")

@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 import pytest
 from e2e_support import (
     RUN_ID,
+    RUNNING,
     configure_training,
     job_text,
     plotly_traces,
@@ -18,7 +19,6 @@ from playwright.sync_api import expect
 
 pytestmark = pytest.mark.e2e
 
-RUNNING = re.compile(r"epoch \d+/\d+")
 # The live configuration, given as a link (the Train widgets are bound to the URL): one hidden layer
 # of 128 units, 100 epochs of batch 512. Long enough to be running at each change on this machine,
 # and estimated well under live mode's 30 s limit, so it starts by itself.
