@@ -234,6 +234,12 @@ def class_examples(labels: np.ndarray, cls: int, n: int = 8) -> np.ndarray:
     return np.flatnonzero(labels == cls)[:n]
 
 
+def predicted_image_alt(index: int, true: int, predicted: int, probability: float) -> str:
+    """Alt text of a test image shown with its prediction: its index, both classes, the predicted class's p."""
+    return (f"test image #{index}: true {CLASSES[true].label}, predicted {CLASSES[predicted].label}"
+            f" with p={probability:.2f}")
+
+
 def enlarge(img: np.ndarray, factor: int) -> np.ndarray:
     """Nearest-neighbour enlargement of a 2-D image, so 28x28 pixels stay crisp squares on screen."""
     return np.repeat(np.repeat(np.asarray(img), factor, axis=0), factor, axis=1)

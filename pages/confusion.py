@@ -36,8 +36,7 @@ def _gallery(predictions, data, true: int, pred: int) -> None:
         st.caption(f"Showing {shown}, each with the probability the model gave to {CLASSES[pred].label}.")
         st.image([views.enlarge(data.x_test[i], ZOOM) for i in idx],
                  caption=[f"p={p:.2f}" for p in probs], width=28 * ZOOM,
-                 alt=[f"test image #{i}: true {CLASSES[true].label}, predicted {CLASSES[pred].label} with p={p:.2f}"
-                      for i, p in zip(idx, probs, strict=True)])
+                 alt=[views.predicted_image_alt(i, true, pred, p) for i, p in zip(idx, probs, strict=True)])
 
 
 def _subject(runs_store, data) -> service.Subject | None:

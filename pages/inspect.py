@@ -112,7 +112,7 @@ def _mistakes(runs: RunStore, info: RunInfo, data: Dataset) -> None:
         st.image([views.enlarge(data.x_test[i], ZOOM) for i in top.indices], width=28 * ZOOM, caption=[
             f"{CLASSES[t].hiragana} → {CLASSES[p].hiragana} {q:.2f}"
             for t, p, q in zip(top.true, top.pred, top.probability, strict=True)], alt=[
-            f"test image #{i}: true {CLASSES[t].label}, predicted {CLASSES[p].label} with p={q:.2f}"
+            views.predicted_image_alt(i, t, p, q)
             for i, t, p, q in zip(top.indices, top.true, top.pred, top.probability, strict=True)])
     st.caption("Each caption: the true class → the predicted class and its probability.")
 
