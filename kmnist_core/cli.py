@@ -95,6 +95,14 @@ def build_parser(fields: Mapping[str, Field] = FIELDS) -> argparse.ArgumentParse
                                              "numbers (inspect.json) to a folder")
     inspect.add_argument("run_id", metavar="RUN")
     inspect.add_argument("--out", type=Path, required=True, metavar="DIR", help="the folder to write into")
+    scheduler = sub.add_parser("scheduler", help="run the Dask scheduler that dashboards and workers connect to")
+    scheduler.add_argument("--host", metavar="ADDRESS", help="the address to listen on (default: every interface)")
+    scheduler.add_argument("--port", type=int, default=8786, metavar="PORT", help="default 8786")
+    worker = sub.add_parser("worker", help="join a Dask cluster as a training worker (on a machine of its own)")
+    worker.add_argument("--scheduler", required=True, metavar="ADDRESS", help="the scheduler, e.g. tcp://host:8786")
+    worker.add_argument("--host", metavar="ADDRESS", help="the address to listen on (default: Dask's choice)")
+    worker.add_argument("--threads", type=int, metavar="N", help="TensorFlow threads (default: this machine's cores)")
+    worker.add_argument("--name", metavar="NAME", help="the worker's name in the Workers panel")
     sweep_cli.add_parsers(sub)
     return parser
 
@@ -103,10 +111,20 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     """Run the CLI; returns the exit code."""
     out, err = out or sys.stdout, err or sys.stderr
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # the CLI says what failed in its own one line
     try:
         args = build_parser().parse_args(argv)
         if args.command in sweep_cli.COMMANDS:
             return sweep_cli.run(args, out, err)
+        if args.command == "scheduler":
+            from .engine import run_scheduler
+
+            return run_scheduler(host=args.host, port=args.port)
+        if args.command == "worker":
+            from .engine import run_worker
+
+            return run_worker(args.scheduler, host=args.host, threads=args.threads, name=args.name,
+                              data_dir=args.data_dir)
         if args.command == "train":
             config = config_from_args(args)  # validate flags before loading anything
         store = RunStore(args.runs_dir)

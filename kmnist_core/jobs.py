@@ -1,17 +1,15 @@
-"""The server-side job queue: FIFO training jobs run by worker processes; snapshots, cancel, worker health; no TF.
+"""The job queue: our policy above the Dask engine (dedup, order, stop, faults) and the snapshots pages read; no TF.
 
-One code path carries every job from start to end: submit() -> this queue -> a worker process
-(kmnist_core.worker) -> the run store. The dashboard, the CLI's train and reproduce, and sweeps
-all use it. Each worker process has a thread here (a slot) that hands it jobs, reads its
-messages into thread-safe job state, stops it, and replaces it when it dies.
+One code path carries every job from start to end: submit() -> this queue -> kmnist_core.engine
+(Dask) -> a worker's train_task -> the run store. The dashboard, the CLI's train, reproduce and
+repeat, and sweeps all use it. Dask runs the workers; this queue decides which job goes next,
+joins a config already queued or running, answers a completed one from the store, turns worker
+events into thread-safe job state, stops jobs, and records how each one ended.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
-import signal
 import threading
 import time
 from collections import deque
@@ -20,56 +18,18 @@ from typing import Any
 
 from .config import TrainConfig
 from .data import Dataset
-from .errors import ConfigError, KmnistError, RunNotFoundError
+from .engine import Engine, WorkerInfo, check_connected, threads_per_worker, worker_count  # noqa: F401 - API
+from .errors import KmnistError, RunNotFoundError
 from .records import ACTIVE, EpochRecord, LivePoint, Status, live_point
 from .store import RunStore
 
 log = logging.getLogger(__name__)
 
-ENV_WORKERS = "KMNIST_WORKERS"
 MAX_LIVE_POINTS = 4000  # within-epoch points kept per job for live curves
-POLL_S = 0.1  # how often a slot looks at its worker when no message arrives
-STOP_CHECK_S = 0.2  # how often a slot looks for a stop request (in memory, then the run's stop file)
-STOP_GRACE_S = 5.0  # a stopped job whose worker has not answered by then is killed (e.g. inside an XLA compile)
-READY_TIMEOUT_S = 300.0  # a worker that has not imported TensorFlow and loaded the data by then is replaced
-
-
-def cpu_count() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def worker_count(value: str | None = None) -> int:
-    """The number of worker processes: $KMNIST_WORKERS, default 1.
-
-    Raises:
-        ConfigError: one line naming KMNIST_WORKERS when it is not a whole number from 1 to 64.
-    """
-    text = os.environ.get(ENV_WORKERS, "") if value is None else value
-    if not text.strip():
-        return 1
-    if not text.strip().isdigit() or not 1 <= int(text) <= 64:
-        raise ConfigError(f"{ENV_WORKERS} must be a whole number from 1 to 64; got {text!r}")
-    return int(text)
-
-
-def threads_per_worker(workers: int) -> int:
-    """TensorFlow threads each worker may use, so that workers x threads does not exceed the cores."""
-    return max(1, cpu_count() // workers)
-
-
-def describe_exit(exitcode: int | None) -> str:
-    """'worker process died: signal 9 (SIGKILL)' or 'worker process exited with code 1'."""
-    if exitcode is not None and exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = "unknown signal"
-        return f"worker process died: signal {-exitcode} ({name})"
-    return f"worker process exited with code {exitcode}"
+TICK_S = 0.1  # how often the dispatcher looks at the queue, the workers and the stop requests
+STOP_CHECK_S = 0.2  # how often a running job's stop file (the `cancel` command) is looked at
+STOP_GRACE_S = 5.0  # a stopped job whose worker has not answered by then has its worker restarted
+_DISPATCHING = object()  # a job's future while the dispatcher hands it to the engine
 
 
 @dataclass(frozen=True)
@@ -92,6 +52,7 @@ class JobSnapshot:
     position: int = 0  # place in the queue, 1 = next; 0 when not queued
     submitted: float = 0.0
     worker_pid: int | None = None  # the process training it
+    worker: str | None = None  # the Dask worker's address, e.g. tcp://127.0.0.2:40123
 
     @property
     def fraction(self) -> float:
@@ -107,20 +68,6 @@ class JobSnapshot:
         return self.status in ACTIVE
 
 
-@dataclass(frozen=True)
-class WorkerInfo:
-    """One worker slot as the sidebar and tests see it."""
-
-    slot: int
-    pid: int | None
-    state: str  # starting | idle | training | failed
-    threads: int
-    job_id: str | None = None
-    import_seconds: float | None = None  # TensorFlow import + data load at its start
-    error: str = ""  # why it could not start
-    restarts: int = 0
-
-
 def _epochs_done(finished: int, epoch: int, step: int, steps: int) -> float:
     return finished + (step / steps if steps and epoch > finished else 0)
 
@@ -132,7 +79,9 @@ class _Job:
     key: str
     status: Status = Status.QUEUED
     cached: bool = False
-    stop: Status | None = None  # asked to stop, and what it then reads (cancelled, pruned); the slot tells the worker
+    stop: Status | None = None  # asked to stop, and what it then reads (cancelled, pruned)
+    stop_sent: float | None = None  # when the stop went to its worker
+    next_stop_check: float = 0.0
     epoch: int = 0
     step: int = 0
     steps: int = 0
@@ -143,25 +92,31 @@ class _Job:
     error: str = ""
     submitted: float = field(default_factory=time.time)
     worker_pid: int | None = None
+    worker: str | None = None
+    future: Any = None  # its Dask future once dispatched (_DISPATCHING while it is being handed over)
+    pinned: list[str] | None = None  # the workers it may run on, when some others may not take it
+    ending: bool = False  # _finish is recording its end
+    forced: bool = False  # its worker did not answer Stop and is being restarted
 
 
 class JobQueue:
-    """Thread-safe FIFO of training jobs, trained by `workers` worker processes; holds no UI object.
+    """Thread-safe queue of training jobs, trained on Dask workers in the order this queue decides.
 
-    The workers start at once, in the background, so the first job does not wait for their
-    TensorFlow import. close() stops them.
+    The engine connects (or starts the embedded cluster and warms its workers) in the background,
+    so the first job does not wait for a TensorFlow import. close() stops it.
 
     Args:
         store: where every job's run is recorded.
         data: the dataset all jobs train on; each worker loads the same files (data.folder).
-        workers: how many worker processes; default $KMNIST_WORKERS, else 1.
+        workers: embedded workers; default $KMNIST_WORKERS, else 1.
+        scheduler: a Dask scheduler's address; default $KMNIST_SCHEDULER; empty embeds a LocalCluster.
 
     Raises:
         ConfigError: KMNIST_WORKERS is not a valid number.
         KmnistError: the dataset has no folder a worker could load it from.
     """
 
-    def __init__(self, store: RunStore, data: Dataset, workers: int | None = None):
+    def __init__(self, store: RunStore, data: Dataset, workers: int | None = None, scheduler: str | None = None):
         if data.folder is None:
             raise KmnistError(f"the data ({data.source}) has no folder a training worker could read it from")
         self.store, self.data = store, data
@@ -170,17 +125,15 @@ class JobQueue:
         self._wake = threading.Condition(self._lock)
         self._jobs: dict[str, _Job] = {}
         self._queue: deque[_Job] = deque()
+        self._done: deque[tuple[_Job, Any]] = deque()  # futures that ended, handled by the dispatcher thread
         self._closed = False
         try:
             store.mark_interrupted()
         except KmnistError as e:  # an unreadable store must not stop the dashboard from starting
             log.warning("could not mark interrupted runs: %s", e)
-        from .worker import WorkerSpec
-
-        spec = WorkerSpec(str(data.folder), data.fingerprint, str(store.root.absolute()), threads_per_worker(count))
-        self._slots = [_Slot(self, i, spec) for i in range(count)]
-        for slot in self._slots:
-            slot.start()
+        self.engine = Engine(str(data.folder), data.fingerprint, self._on_event, scheduler=scheduler, workers=count)
+        self._dispatcher = threading.Thread(target=self._dispatch_loop, name="kmnist-dispatcher", daemon=True)
+        self._dispatcher.start()
 
     # --- commands ---
 
@@ -194,6 +147,7 @@ class JobQueue:
 
         Raises:
             StoreError: if the run store cannot be written.
+            KmnistError: a remote scheduler does not answer (one line naming it).
         """
         key = config.key(self.data.fingerprint)
         if not force:
@@ -209,6 +163,7 @@ class JobQueue:
                 with self._lock:
                     self._jobs[run_id] = job
                 return run_id
+        check_connected(self.engine)
         run_id = self.store.create(config, key, self.data.source)
         with self._wake:
             job = _Job(run_id, config, key)
@@ -241,7 +196,7 @@ class JobQueue:
                 return job.job_id  # the same configuration: nothing to replace
         if job is not None and job.status == Status.QUEUED and self.store.find_completed(key) is None:
             with self._lock:
-                if job.status == Status.QUEUED and not job.stop:
+                if job.status == Status.QUEUED and job.future is None and not job.stop:
                     self.store.reconfigure(job.job_id, config, key)
                     job.config, job.key = config, key
                     return job.job_id
@@ -256,28 +211,41 @@ class JobQueue:
             job_id: the job (= run id).
             status: what the stopped run reads: cancelled (Stop), or pruned (a sweep's pruner).
         """
-        with self._lock:
+        with self._wake:
             job = self._jobs.get(job_id)
             if job is None or job.status not in ACTIVE:
                 return False
             job.stop = Status(status)
-            if job.status == Status.RUNNING:
+            if job.status == Status.RUNNING or job.future is _DISPATCHING:
+                self._wake.notify_all()
                 return True
-            self._queue.remove(job)
-            job.status, job.finished = job.stop, time.time()
-        self.store.set_status(job_id, status, f"{status} before it started")
+            if job.future is None:
+                self._queue.remove(job)
+            future = job.future
+        if future is not None:
+            self.engine.cancel(future)  # dispatched, not yet started: its task never runs
+        self._finish(job, status, f"{status} before it started", record=True)
         return True
 
     def close(self, timeout: float = 30.0) -> None:
-        """Cancel everything and stop the worker processes."""
+        """Cancel everything, and close the engine (the embedded cluster's processes end with it)."""
         with self._wake:
             self._closed = True
+            running = [j for j in self._jobs.values() if j.status == Status.RUNNING]
             for job in self._jobs.values():
                 job.stop = job.stop or Status.CANCELLED
             self._wake.notify_all()
-        deadline = time.monotonic() + timeout
-        for slot in self._slots:
-            slot.join(max(0.1, deadline - time.monotonic()))
+        for job in running:
+            self.engine.stop(job.job_id, str(job.stop), job.worker)
+        deadline = time.monotonic() + min(timeout, STOP_GRACE_S)
+        while time.monotonic() < deadline and any(j.status in ACTIVE and j.future is not None for j in running):
+            self._handle_done()
+            time.sleep(TICK_S)
+        self._dispatcher.join(max(0.1, deadline - time.monotonic()))
+        self._handle_done()
+        self.engine.close()
+        for job in [j for j in self._jobs.values() if j.status in ACTIVE]:
+            self._finish(job, job.stop or Status.CANCELLED, "the server closed its job queue", record=True)
 
     # --- reads: each takes the lock for a copy and nothing more ---
 
@@ -303,9 +271,14 @@ class JobQueue:
         return [s for s in self.jobs() if s.active]
 
     def workers(self) -> list[WorkerInfo]:
-        """The worker processes, one per slot."""
+        """The Dask workers: host, threads, busy or not, and whether their data matches the server's."""
         with self._lock:
-            return [slot.info() for slot in self._slots]
+            busy = {j.worker: j.job_id for j in self._jobs.values() if j.status == Status.RUNNING and j.worker}
+        return self.engine.workers(busy)
+
+    def engine_problem(self) -> str:
+        """One line while no scheduler answers, else ""."""
+        return self.engine.problem
 
     def _snapshot(self, job: _Job) -> JobSnapshot:
         now = time.time()
@@ -320,176 +293,196 @@ class JobQueue:
             epoch=job.epoch, epochs=job.config.epochs, step=job.step, steps=job.steps,
             history=tuple(job.history), live=tuple(job.live), elapsed_s=elapsed, eta_s=eta,
             error=job.error, position=position, submitted=job.submitted, worker_pid=job.worker_pid,
+            worker=job.worker,
         )
 
-    # --- what the slots call ---
+    # --- the dispatcher thread: hand jobs to free workers, watch the running ones ---
 
-    def _take(self, pid: int | None) -> _Job | None:
-        """The next queued job, now running on the worker with this pid; None once the queue is closed."""
-        with self._wake:
-            while not self._queue and not self._closed:
-                self._wake.wait()
-            if self._closed:
-                return None
-            job = self._queue.popleft()
-            job.status, job.started, job.worker_pid = Status.RUNNING, time.time(), pid
-            return job
+    def _dispatch_loop(self) -> None:
+        while True:
+            with self._wake:
+                if self._closed:
+                    return
+                self._wake.wait(TICK_S)
+            try:
+                self._handle_done()
+                self._watch_running()
+                self._dispatch()
+            except Exception:  # noqa: BLE001 - the dispatcher must outlive any one bad moment
+                log.exception("the job dispatcher hit an error; it goes on")
 
-    def _stop_asked(self, job: _Job) -> Status | None:
-        """The status a stop of this job asks for, once one was asked for here or in the run store."""
-        with self._lock:
-            if job.stop is not None:
-                return job.stop
-        if self.store.stop_requested(job.job_id):  # `python -m kmnist_core cancel RUN`, from another process
+    def _dispatch(self) -> None:
+        """Give queued jobs, in our order, to as many usable workers as are free of our jobs."""
+        if not self._queue or not self.engine.connected():
+            return
+        workers = self.workers()
+        usable = [w.address for w in workers if w.usable]
+        pinned = usable if len(usable) < len(workers) else None  # keep off workers with other data
+        while usable:
             with self._lock:
-                job.stop = Status.CANCELLED
+                in_flight = sum(1 for j in self._jobs.values() if j.status in ACTIVE and j.future is not None)
+                if self._closed or not self._queue or in_flight >= len(usable):
+                    return
+                job = self._queue.popleft()
+                config, job.future = job.config, _DISPATCHING
+            try:
+                meta = (self.store.folder(job.job_id) / "config.json").read_bytes()
+                future = self.engine.submit(job.job_id, config.to_dict(), str(self.store.root.absolute()), meta,
+                                            pinned)
+            except Exception as e:  # noqa: BLE001 - a dispatch that fails fails its job in one line, not the queue
+                self._finish(job, Status.FAILED, f"could not hand the job to {self.engine.where}: "
+                                                 f"{type(e).__name__}: {e}", record=True)
+                continue
+            with self._lock:
+                job.future, job.pinned = future, pinned
+                stopped = job.stop
+            future.add_done_callback(lambda f, job=job: self._ended(job, f))
+            if stopped:  # Stop came while it was being handed over
+                self.engine.cancel(future)
+                self._finish(job, stopped, f"{stopped} before it started", record=True)
+
+    def _ended(self, job: _Job, future: Any) -> None:
+        """Dask's done callback (its event loop): only note it; the dispatcher thread does the writing."""
+        with self._wake:
+            self._done.append((job, future))
+            self._wake.notify_all()
+
+    def _handle_done(self) -> None:
+        while True:
+            with self._lock:
+                if not self._done:
+                    return
+                job, future = self._done.popleft()
+                if job.status not in ACTIVE or future is not job.future:
+                    continue  # already ended here (stopped by force, its worker or scheduler lost), or requeued
+            self._record_outcome(job, future)
+
+    def _record_outcome(self, job: _Job, future: Any) -> None:
+        if job.forced:
+            self._finish_forced(job)  # its worker was restarted: the task's end says nothing more
+        elif future.status == "finished":
+            result = future.result()
+            status, error = Status(result["status"]), result["error"]
+            if result["files"] is not None:
+                try:
+                    self.store.save_files(job.job_id, result["files"], status, error)
+                except KmnistError as e:
+                    status, error = Status.FAILED, str(e)
+                self._finish(job, status, error)
+            else:  # it wrote into our runs folder; a run that did not complete is recorded here too
+                self._finish(job, status, error, record=status != Status.COMPLETED)
+        elif future.status == "cancelled":
+            self._finish(job, job.stop or Status.CANCELLED, "", record=True)
+        else:
+            exc = future.exception()
+            killed = type(exc).__name__ == "KilledWorker"
+            if killed and job.status == Status.QUEUED:
+                self._requeue(job)  # its worker died before the run started there: nothing was lost, it goes again
+                return
+            where = f"worker {job.worker}" if job.worker else "its worker"
+            if killed:
+                error = f"{where} died mid-run ({type(exc).__name__})"
+            else:
+                error = f"the training task on {where} failed: {type(exc).__name__}: {str(exc)[:160]}"
+            log.warning("run %s: %s", job.job_id, error)
+            self._finish(job, Status.FAILED, error, record=True)
+
+    def _watch_running(self) -> None:
+        """Stop requests, stops not answered in time, and workers or a scheduler lost mid-run."""
+        with self._lock:
+            dispatched = [j for j in self._jobs.values()
+                          if j.status in ACTIVE and j.future is not None and j.future is not _DISPATCHING]
+        if not dispatched:
+            return
+        if not self.engine.connected():
+            for job in dispatched:
+                self._finish(job, Status.FAILED, f"{self.engine.where} went away mid-run", record=True)
+            return
+        alive = {w.address for w in self.engine.workers()}
+        now = time.monotonic()
+        for job in dispatched:
+            if job.status == Status.QUEUED and job.pinned and not alive & set(job.pinned):
+                self._requeue(job)  # every worker it was given to left before it started
+                continue
+            if job.status != Status.RUNNING:
+                continue
+            if job.worker not in alive:
+                self.engine.cancel(job.future)
+                self._finish(job, Status.FAILED, f"worker {job.worker} died mid-run (it left the scheduler)",
+                             record=True)
+            elif job.stop_sent is None and (stop := self._stop_asked(job, now)):
+                job.stop_sent = now
+                self.engine.stop(job.job_id, str(stop), job.worker)
+            elif job.stop_sent is not None and now - job.stop_sent > STOP_GRACE_S and not job.forced:
+                log.warning("worker %s did not stop run %s within %.0f s: restarting it", job.worker, job.job_id,
+                            STOP_GRACE_S)
+                job.forced = True  # recorded once the worker is gone, so that it cannot write after us
+                self.engine.restart(job.worker, then=lambda job=job: self._finish_forced(job))
+
+    def _finish_forced(self, job: _Job) -> None:
+        self._finish(job, job.stop or Status.CANCELLED,
+                     f"stopped by force: its worker did not answer within {STOP_GRACE_S:.0f} s", record=True)
+
+    def _requeue(self, job: _Job) -> None:
+        """Take back a dispatched job that has not started, to the head of the queue."""
+        with self._lock:
+            if job.status != Status.QUEUED or job.ending:
+                return
+            future, job.future, job.pinned = job.future, None, None
+            self._queue.appendleft(job)
+        if future.status == "pending":
+            self.engine.cancel(future)
+
+    def _stop_asked(self, job: _Job, now: float) -> Status | None:
+        """The status a stop of this job asks for, once one was asked for here or in the run store."""
+        if job.stop is not None:
             return job.stop
+        if now >= job.next_stop_check:
+            job.next_stop_check = now + STOP_CHECK_S
+            if self.store.stop_requested(job.job_id):  # `python -m kmnist_core cancel RUN`, from another process
+                with self._lock:
+                    job.stop = Status.CANCELLED
+                return job.stop
         return None
 
-    def _on_progress(self, job: _Job, progress: dict[str, Any]) -> None:
+    # --- the workers' events (Dask's event loop: memory only, no I/O but the one status write) ---
+
+    def _on_event(self, message: dict[str, Any]) -> None:
         with self._lock:
-            job.epoch, job.step, job.steps = progress["epoch"], progress["step"], progress["steps"]
-            job.live.append(live_point(progress))
-            if progress["record"] is not None:
-                job.history.append(progress["record"])
+            job = self._jobs.get(message.get("run_id", ""))
+            if job is None or job.status not in ACTIVE:
+                return  # another client's job on a shared cluster, or one that ended here
+            if message["type"] == "started":
+                job.status, job.started = Status.RUNNING, time.time()
+                job.worker, job.worker_pid = message["worker"], message["pid"]
+                self._wake.notify_all()
+            elif message["type"] == "progress":
+                job.epoch, job.step, job.steps = message["epoch"], message["step"], message["steps"]
+                job.live.append(live_point(message))
+                if message["record"] is not None:
+                    job.history.append(message["record"])
+                return
+        try:  # owned by this process from now on: a dead server's runs read interrupted
+            self.store.set_status(job.job_id, Status.RUNNING, only_from=Status.QUEUED)
+        except (OSError, KmnistError) as e:
+            log.warning("could not record that run %s started: %s", job.job_id, e)
 
     def _finish(self, job: _Job, status: str, error: str = "", record: bool = False) -> None:
-        """Mark a job ended; with record=True also write its history and status (its worker could not)."""
+        """Mark a job ended, once; with record=True first write its history and status (its worker could not).
+
+        The store is written before the job reads ended, so whoever sees the end also finds it on disk.
+        """
+        with self._lock:
+            if job.status not in ACTIVE or job.ending:
+                return
+            job.ending = True
+            history = list(job.history)
         if record:
             try:
-                self.store.save_history(job.job_id, job.history)
+                self.store.save_history(job.job_id, history)
                 self.store.set_status(job.job_id, status, error)
             except (OSError, KmnistError) as e:
                 log.warning("could not record the end of run %s: %s", job.job_id, e)
-        with self._lock:
+        with self._wake:
             job.status, job.error, job.finished = Status(status), error, time.time()
-
-
-class _Slot(threading.Thread):
-    """One worker process and the server thread that feeds it jobs and reads its messages."""
-
-    def __init__(self, queue: JobQueue, index: int, spec: Any):
-        super().__init__(name=f"kmnist-worker-slot-{index}", daemon=True)
-        self.queue, self.index, self.spec = queue, index, spec
-        self.process: Any = None
-        self.conn: Any = None
-        self.state, self.job_id, self.error = "starting", None, ""
-        self.import_seconds: float | None = None
-        self.restarts = 0
-
-    def info(self) -> WorkerInfo:
-        pid = self.process.pid if self.process is not None else None
-        return WorkerInfo(self.index, pid, self.state, self.spec.threads, self.job_id, self.import_seconds,
-                          self.error, self.restarts)
-
-    def run(self) -> None:
-        try:
-            while not self.queue._closed:
-                if self.process is None or not self.process.is_alive():
-                    self._start_worker()
-                job = self.queue._take(self.process.pid if self.process is not None else None)
-                if job is None:
-                    break
-                if self.state == "failed":  # the worker cannot start: say why on the job, try again for the next
-                    self.queue._finish(job, Status.FAILED, self.error, record=True)
-                    self._discard_worker()
-                    continue
-                self._train(job)
-        finally:
-            self._stop_worker()
-
-    # --- the worker process ---
-
-    def _start_worker(self) -> None:
-        from . import worker
-
-        if self.process is not None:
-            self.restarts += 1
-        context = multiprocessing.get_context("spawn")  # never fork a process that may hold TensorFlow
-        self.conn, child = context.Pipe()
-        process = context.Process(target=worker.main, args=(child, self.spec), daemon=True,
-                                  name=f"kmnist-worker-{self.index}")
-        self.state, self.error, self.job_id = "starting", "", None
-        process.start()
-        self.process = process
-        child.close()
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not self.queue._closed:
-            try:
-                if self.conn.poll(POLL_S):
-                    message = self.conn.recv()
-                    if message["type"] == "ready":
-                        self.state, self.import_seconds = "idle", message["import_seconds"]
-                        log.info("worker %s ready in %.1f s", self.process.pid, self.import_seconds)
-                    else:
-                        self.state, self.error = "failed", message["error"]
-                    return
-            except (EOFError, OSError):
-                pass
-            if not self.process.is_alive() or time.monotonic() > deadline:
-                self.process.join(1)
-                reason = describe_exit(self.process.exitcode) if not self.process.is_alive() else "did not start"
-                self.state, self.error = "failed", f"the training worker could not start: {reason}"
-                return
-
-    def _train(self, job: _Job) -> None:
-        self.state, self.job_id = "training", job.job_id
-        stop_sent: float | None = None
-        next_check = 0.0
-        try:
-            self.conn.send({"type": "train", "run_id": job.job_id, "config": job.config.to_dict()})
-            while True:
-                if self.conn.poll(POLL_S):
-                    message = self.conn.recv()
-                    if message["type"] == "progress":
-                        self.queue._on_progress(job, message)
-                    elif message["type"] == "done":
-                        self.queue._finish(job, message["status"], message["error"])
-                        return
-                elif not self.process.is_alive():
-                    raise EOFError
-                if stop_sent is None and time.monotonic() >= next_check:
-                    next_check = time.monotonic() + STOP_CHECK_S
-                    if stop := self.queue._stop_asked(job) or (Status.CANCELLED if self.queue._closed else None):
-                        self.conn.send({"type": "stop", "run_id": job.job_id, "status": str(stop)})
-                        stop_sent = time.monotonic()
-                elif stop_sent is not None and time.monotonic() - stop_sent > STOP_GRACE_S:
-                    log.warning("worker %s did not stop run %s within %.0f s: killing it",
-                                self.process.pid, job.job_id, STOP_GRACE_S)
-                    self._discard_worker()
-                    self.queue._finish(job, self.queue._stop_asked(job) or Status.CANCELLED,
-                                       f"stopped by force: its worker did not answer within {STOP_GRACE_S:.0f} s",
-                                       record=True)
-                    return
-        except (EOFError, OSError):  # the pipe ended: the worker died
-            self.process.join(5)
-            reason = describe_exit(self.process.exitcode)
-            log.warning("run %s: %s", job.job_id, reason)
-            self.queue._finish(job, Status.FAILED, reason, record=True)
-            self._discard_worker()
-        finally:
-            if self.state == "training":
-                self.state, self.job_id = "idle", None
-
-    def _discard_worker(self) -> None:
-        """Kill this slot's worker (if alive); the next job starts a fresh one."""
-        if self.process is not None and self.process.is_alive():
-            self.process.kill()
-            self.process.join(5)
-        if self.conn is not None:
-            self.conn.close()
-        self.state, self.job_id = "starting", None
-
-    def _stop_worker(self) -> None:
-        """Ask the worker to exit, and make sure it has."""
-        if self.process is None:
-            return
-        try:
-            self.conn.send({"type": "shutdown"})
-            self.conn.close()
-        except (OSError, ValueError):
-            pass
-        self.process.join(5)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(5)
+            self._wake.notify_all()

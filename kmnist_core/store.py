@@ -210,9 +210,15 @@ class RunStore:
         except OSError as e:
             raise self._write_error(e) from e
 
-    def set_status(self, run_id: str, status: Status | str, reason: str = "") -> None:
-        """Record a status, owned by this process; completed is written only by save_result, after every file."""
+    def set_status(self, run_id: str, status: Status | str, reason: str = "", only_from: Status | None = None) -> None:
+        """Record a status, owned by this process; completed is written only after every file (save_result, save_files).
+
+        Args:
+            only_from: write only while the run still reads this status (a late "running" never hides an end).
+        """
         status = Status(status)  # ValueError for an unknown word
+        if only_from is not None and _read_json(self.folder(run_id) / "status.json").get("status") != only_from:
+            return
         _write_json(self.folder(run_id) / "status.json",
                     {"status": str(status), "owner": _owner(), "reason": reason, "time": time.time()})
 
@@ -255,6 +261,37 @@ class RunStore:
             error = self._write_error(e)
             for name in RESULT_FILES:  # never leave a half-saved result that could be mistaken for one
                 (path / name).unlink(missing_ok=True)
+            try:
+                self.set_status(run_id, Status.FAILED, str(error))
+            except OSError:
+                log.warning("could not record the failure of %s: %s", run_id, error)
+            raise error from e
+
+    def save_files(self, run_id: str, files: dict[str, bytes], status: Status | str, reason: str = "") -> None:
+        """Write the files a run made elsewhere (a remote worker's), each atomically, then its status last.
+
+        Args:
+            files: {path relative to the run folder: bytes}; config.json and status.json are the store's own.
+
+        Raises:
+            StoreError: a path leaves the run folder, or the disk is full or not writable; the files
+                already written are removed again and the run is left failed.
+        """
+        path = self.folder(run_id)
+        written = []
+        try:
+            for name, data in files.items():
+                target = (path / name).resolve()
+                if path.resolve() not in target.parents or name in ("config.json", "status.json"):
+                    raise StoreError(f"run {run_id}: a worker sent a file named {name!r}, outside its own files")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(target, data)
+                written.append(target)
+            self.set_status(run_id, status, reason)
+        except (OSError, StoreError) as e:
+            error = e if isinstance(e, StoreError) else self._write_error(e)
+            for target in written:
+                target.unlink(missing_ok=True)
             try:
                 self.set_status(run_id, Status.FAILED, str(error))
             except OSError:

@@ -15,6 +15,7 @@ from .records import Status
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .engine import WorkerInfo
     from .jobs import JobSnapshot
     from .store import RunInfo
 
@@ -169,10 +170,32 @@ def queue_summary(active: Sequence[JobSnapshot]) -> str:
     queued = sum(1 for s in active if s.status == Status.QUEUED)
     parts = []
     for s in running:
-        parts.append(f"training {s.epoch}/{s.epochs} epochs" if s.epoch else f"starting {s.epochs} epochs")
+        parts.append((f"training {s.epoch}/{s.epochs} epochs" if s.epoch else f"starting {s.epochs} epochs")
+                     + (f" on worker {worker_name(s.worker)}" if s.worker else ""))
     if queued:
         parts.append(f"{queued} queued")
     return " · ".join(parts) if parts else "idle: nothing training"
+
+
+def worker_name(address: str) -> str:
+    """'127.0.0.2:40123' for 'tcp://127.0.0.2:40123'."""
+    return address.split("://", 1)[-1]
+
+
+def workers_table(workers: Sequence[WorkerInfo]) -> pd.DataFrame:
+    """The Workers panel: one row per Dask worker, its host, threads, state and data check."""
+    import pandas as pd
+
+    return pd.DataFrame({
+        "worker": [worker_name(w.address) for w in workers],
+        "host": [w.host for w in workers],
+        "threads": [w.threads for w in workers],
+        "state": [w.state for w in workers],
+        "training": [w.job_id or "" for w in workers],
+        "data": ["same as the server" if w.usable else ("checking" if w.state == "starting" else w.error)
+                 for w in workers],
+        "warm-up (s)": [None if w.import_seconds is None else round(w.import_seconds, 1) for w in workers],
+    })
 
 
 def class_metrics_table(per_class: Mapping[str, Sequence[float]]) -> pd.DataFrame:

@@ -258,6 +258,8 @@ def queue_status() -> None:
         active = q.active()
         with st.container(key="queue_status"):
             st.markdown(f"**Jobs:** {views.queue_summary(active)}")
+            if problem := q.engine_problem():
+                st.caption(problem)
         states = {s.job_id: s.status for s in active}
         seen = st.session_state.get(_SEEN_ACTIVE)
         st.session_state[_SEEN_ACTIVE] = states

@@ -76,6 +76,25 @@ def _parallel_coordinates(completed) -> None:
             st.plotly_chart(charts.parallel_coordinates(views.compare_table(completed)), key="compare_parcoords")
 
 
+def _workers() -> None:
+    """Where training runs: each Dask worker, its host and threads, busy or not, and its data check."""
+    q = common.queue()
+    if q is None:
+        return
+    with st.expander("Workers", key="compare_workers_open", icon=":material/dns:"):
+        st.caption(f"Jobs train on {q.engine.where}.")
+        workers = q.workers()
+        if problem := q.engine_problem():
+            st.error(problem, icon=":material/error:")
+        for w in workers:
+            if not w.usable and w.state != "starting":
+                st.warning(w.line, icon=":material/warning:")
+        if workers:
+            st.dataframe(views.workers_table(workers), hide_index=True, key="compare_workers")
+        elif not problem:
+            st.caption("No worker has joined yet.")
+
+
 def _groups(runs) -> None:
     """Runs that differ only in their seed, as groups with 95 % intervals; two groups compared (Welch)."""
     groups = stats.group_runs(runs, min_size=2)
@@ -106,6 +125,7 @@ def main() -> None:
         runs = service.without_cancelled_live(runs)
     _table(runs)
     _references()
+    _workers()
     completed = service.completed_runs(runs)
     if not completed:
         common.no_completed_run()

@@ -20,7 +20,7 @@ LAYERS = {
     **{f"pages/{name}.py": "ui" for name in ("common", "config_form", "legacy_mpa", "live_mode", "run_actions", "train",
                                              "compare", "confusion", "draw", "data", "inspect", "sweep")},
     **{f"kmnist_core/{name}.py": "engine" for name in (
-        "__init__", "__main__", "errors", "config", "records", "data", "store", "jobs", "inference", "service",
+        "__init__", "__main__", "errors", "config", "records", "data", "store", "engine", "jobs", "inference", "service",
         "views", "charts", "evaluate", "baselines", "drawing", "cli", "insight", "sweeps", "stats", "sweep_cli")},
     **{f"kmnist_core/{name}.py": "worker" for name in ("model", "train", "loop", "worker", "events")},
 }

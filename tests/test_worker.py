@@ -1,4 +1,4 @@
-"""Worker processes: a killed worker, a hung one, a full disk, several workers; real processes, real signals."""
+"""Dask worker processes: a killed worker, a hung one, a full disk, several workers; real processes, real signals."""
 
 import os
 import signal
@@ -37,9 +37,9 @@ def test_a_killed_worker_fails_its_run_by_name_and_a_fresh_worker_takes_the_next
     following = queue.submit(TINY)
     os.kill(pid, signal.SIGKILL)  # as the OOM killer would
     snap = wait_done(queue, victim, timeout=30)
-    assert snap.status == "failed" and snap.error == "worker process died: signal 9 (SIGKILL)"
+    assert snap.status == "failed" and snap.error.startswith(f"worker {snap.worker} died mid-run ("), snap.error
     info = store.get(victim)
-    assert info.status == "failed" and info.reason == "worker process died: signal 9 (SIGKILL)"
+    assert info.status == "failed" and info.reason == snap.error
     assert len(info.history) >= 1  # the epochs it finished are kept
     after = wait_done(queue, following)
     assert after.status == "completed" and after.worker_pid not in (None, pid)
