@@ -106,11 +106,13 @@ class StreamlitServer:
         script: the page to run, relative to the repository root or absolute (a minimal page, for a floor).
         options: more `streamlit run` options, e.g. ("--runner.postScriptGC", "true").
         ports: where to look for a free port.
+        env: more environment variables, e.g. {"KMNIST_SCHEDULER": "tcp://127.0.0.1:8786"}.
     """
 
     def __init__(self, runs_dir: Path, log_path: Path, data: Path | None = None, script: str | Path = "dashboard.py",
-                 options: Sequence[str] = (), ports: range = PORTS):
+                 options: Sequence[str] = (), ports: range = PORTS, env: dict[str, str] | None = None):
         self.runs_dir = Path(runs_dir)
+        self.env = dict(env or {})
         self.log_path = Path(log_path)
         self.data = data or data_dir()
         self.script, self.options, self.ports = str(script), tuple(options), ports
@@ -130,7 +132,8 @@ class StreamlitServer:
             RuntimeError: the server exited or did not answer within `timeout` seconds.
         """
         self.port = free_port(self.ports)
-        env = {**os.environ, **QUIET_TF, "KMNIST_DATA_DIR": str(self.data), "KMNIST_RUNS_DIR": str(self.runs_dir)}
+        env = {**os.environ, **QUIET_TF, "KMNIST_DATA_DIR": str(self.data), "KMNIST_RUNS_DIR": str(self.runs_dir),
+               **self.env}
         cmd = [sys.executable, "-m", "streamlit", "run", self.script, "--server.port", str(self.port),
                "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
                "--browser.gatherUsageStats", "false", *self.options]

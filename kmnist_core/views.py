@@ -182,6 +182,12 @@ def worker_name(address: str) -> str:
     return address.split("://", 1)[-1]
 
 
+def workers_line(workers: Sequence[WorkerInfo]) -> str:
+    """'2 workers: 127.0.0.2:40123 idle, 127.0.0.3:40555 training'."""
+    noun = "worker" if len(workers) == 1 else "workers"
+    return f"{len(workers)} {noun}: " + ", ".join(f"{worker_name(w.address)} {w.state}" for w in workers)
+
+
 def workers_table(workers: Sequence[WorkerInfo]) -> pd.DataFrame:
     """The Workers panel: one row per Dask worker, its host, threads, state and data check."""
     import pandas as pd

@@ -89,10 +89,12 @@ def _workers() -> None:
         for w in workers:
             if not w.usable and w.state != "starting":
                 st.warning(w.line, icon=":material/warning:")
-        if workers:
-            st.dataframe(views.workers_table(workers), hide_index=True, key="compare_workers")
-        elif not problem:
-            st.caption("No worker has joined yet.")
+        with st.container(key="compare_workers_panel"):
+            if workers:
+                st.caption(views.workers_line(workers))
+                st.dataframe(views.workers_table(workers), hide_index=True, key="compare_workers")
+            elif not problem:
+                st.caption("No worker has joined yet.")
 
 
 def _groups(runs) -> None:

@@ -96,9 +96,9 @@ class Scenario:
         page.goto(f"{server.url}/{path}")
         return page
 
-    def start_server(self, runs_dir: Path, label: str) -> StreamlitServer:
-        """A server of this test's own on runs_dir; stopped when the test ends, even on failure."""
-        server = StreamlitServer(runs_dir, self.tmp_path / f"server-{label}.log")
+    def start_server(self, runs_dir: Path, label: str, env: dict[str, str] | None = None) -> StreamlitServer:
+        """A server of this test's own on runs_dir (with more environment `env`); stopped when the test ends."""
+        server = StreamlitServer(runs_dir, self.tmp_path / f"server-{label}.log", env=env)
         self.own.append(server)
         self.servers.append(server)
         return server.start()
