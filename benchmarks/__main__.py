@@ -45,6 +45,8 @@ SECTIONS: dict[str, SectionSpec] = {
     "predict": SectionSpec("predict:section_predict"),
     "cache": SectionSpec("queueing:section_cache", folder=True),
     "workers": SectionSpec("queueing:section_workers", folder=True),
+    "engine": SectionSpec("engine:section_engine", folder=True,
+                          quick_skip="the old pool and two loopback clusters take minutes"),
     "cold_start": SectionSpec("dashboard:section_cold_start", folder=True, browser=True),
     "server": SectionSpec("dashboard:section_server", folder=True, browser=True, ui_training=True),
     "watched": SectionSpec("watching:section_watched", folder=True, browser=True, ui_training=True),

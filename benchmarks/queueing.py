@@ -28,7 +28,7 @@ def wait_idle(queue, timeout: float = IDLE_TIMEOUT_S) -> None:
         failed = [w for w in workers if w.state == "failed"]
         if failed:
             raise RuntimeError(f"a training worker could not start: {failed[0].error}")
-        if all(w.state == "idle" for w in workers):
+        if workers and all(w.state == "idle" for w in workers):  # none yet: the engine is still connecting
             return
         time.sleep(0.05)
     raise RuntimeError(f"the training workers were not ready within {timeout:.0f} s")

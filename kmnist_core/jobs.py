@@ -372,7 +372,11 @@ class JobQueue:
             else:  # it wrote into our runs folder; a run that did not complete is recorded here too
                 self._finish(job, status, error, record=status != Status.COMPLETED)
         elif future.status == "cancelled":
-            self._finish(job, job.stop or Status.CANCELLED, "", record=True)
+            if job.stop:
+                self._finish(job, job.stop, "", record=True)
+            else:  # not by us: the scheduler lost it (it went away), or another client of it cancelled it
+                lost = "went away mid-run" if not self.engine.connected() else "dropped its task"
+                self._finish(job, Status.FAILED, f"{self.engine.where} {lost}", record=True)
         else:
             exc = future.exception()
             killed = type(exc).__name__ == "KilledWorker"

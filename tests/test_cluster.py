@@ -83,8 +83,54 @@ def test_an_unreachable_scheduler_is_one_line_and_the_queue_reconnects_when_it_a
             assert queue.engine_problem() == ""
             job = queue.submit(TINY)
             assert wait_done(queue, job).status == "completed" and store.get(job).completed
+            lost = queue.submit(LONG)
+            wait_until(lambda: queue.progress(lost).history)
+            nodes.kill("scheduler")  # mid-run
+            snap = wait_done(queue, lost, timeout=60)
+            assert snap.status == "failed" and snap.error == f"the scheduler at tcp://127.0.0.1:{port} went away mid-run"
+            assert store.get(lost).reason == snap.error
+            assert wait_until(queue.engine_problem, timeout=30).startswith(f"no scheduler answers at tcp://127.0.0.1:{port}")
     finally:
         queue.close()
+
+
+CLIENT = """
+import sys, time
+from kmnist_core.config import TINY
+from kmnist_core.data import load_kmnist
+from kmnist_core.jobs import JobQueue
+from kmnist_core.store import RunStore
+q = JobQueue(RunStore(sys.argv[1]), load_kmnist(sys.argv[2]), scheduler=sys.argv[3])
+job = q.submit(TINY.replace(epochs=5000, batch_size=16))
+while not q.progress(job).history:
+    time.sleep(0.05)
+print(job, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_dead_clients_running_job_is_dropped_by_the_remote_worker(tmp_path, data):
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    with DaskNodes(tmp_path / "logs") as nodes:
+        nodes.start_scheduler()
+        nodes.add_worker("node-a", "127.0.0.2")  # one training slot: only a dropped job frees it
+        client = subprocess.Popen([sys.executable, "-c", CLIENT, str(tmp_path / "dead"), str(SUBSET), nodes.address],
+                                  stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            assert client.stdout.readline().strip()  # its job trains on the node (5,000 epochs: hours)
+        finally:
+            client.kill()  # the client dies; its scheduler connection closes with it
+            client.wait()
+        queue = JobQueue(RunStore(tmp_path / "alive"), data, scheduler=nodes.address)
+        try:
+            job = queue.submit(TINY)
+            assert wait_done(queue, job, timeout=120).status == "completed"
+        finally:
+            queue.close()
 
 
 def test_a_worker_with_other_data_takes_no_jobs_and_says_so_naming_itself(tmp_path):
