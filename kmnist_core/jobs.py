@@ -94,7 +94,8 @@ class _Job:
     worker_pid: int | None = None
     worker: str | None = None
     future: Any = None  # its Dask future once dispatched (_DISPATCHING while it is being handed over)
-    pinned: list[str] | None = None  # the workers it may run on, when some others may not take it
+    pinned: list[str] | None = None  # the worker it was handed to
+    dispatched: float = 0.0  # when it was handed to Dask (time.monotonic)
     ending: bool = False  # _finish is recording its end
     forced: bool = False  # its worker did not answer Stop and is being restarted
 
@@ -287,7 +288,7 @@ class JobQueue:
         eta = None
         if job.status == Status.RUNNING and done > 0:
             eta = elapsed / done * (job.config.epochs - done)
-        position = next((i for i, j in enumerate(self._queue, start=1) if j is job), 0)
+        position = next((i for i, j in enumerate(self._waiting(), start=1) if j is job), 0)
         return JobSnapshot(
             job_id=job.job_id, config=job.config, status=job.status, cached=job.cached,
             epoch=job.epoch, epochs=job.config.epochs, step=job.step, steps=job.steps,
@@ -295,6 +296,12 @@ class JobQueue:
             error=job.error, position=position, submitted=job.submitted, worker_pid=job.worker_pid,
             worker=job.worker,
         )
+
+    def _waiting(self) -> list[_Job]:
+        """Jobs not started, in the order they will start: those handed to Dask already, then our queue."""
+        handed = sorted((j for j in self._jobs.values() if j.status == Status.QUEUED and j.future is not None),
+                        key=lambda j: j.dispatched)
+        return handed + list(self._queue)
 
     # --- the dispatcher thread: hand jobs to free workers, watch the running ones ---
 
@@ -312,29 +319,37 @@ class JobQueue:
                 log.exception("the job dispatcher hit an error; it goes on")
 
     def _dispatch(self) -> None:
-        """Give queued jobs, in our order, to as many usable workers as are free of our jobs."""
+        """Give queued jobs, in our order, each to a usable worker that has none of ours: the queue's order stays ours.
+
+        The job is pinned to that worker, so the sidebar can say where it runs before it starts.
+        """
         if not self._queue or not self.engine.connected():
             return
-        workers = self.workers()
-        usable = [w.address for w in workers if w.usable]
-        pinned = usable if len(usable) < len(workers) else None  # keep off workers with other data
+        usable = [w.address for w in self.workers() if w.usable]
         while usable:
             with self._lock:
-                in_flight = sum(1 for j in self._jobs.values() if j.status in ACTIVE and j.future is not None)
-                if self._closed or not self._queue or in_flight >= len(usable):
+                load = dict.fromkeys(usable, 0)
+                for j in self._jobs.values():
+                    if j.status in ACTIVE and j.future is not None:
+                        where = j.worker or (j.pinned[0] if j.pinned else None)
+                        if where in load:
+                            load[where] += 1
+                target = min(usable, key=load.__getitem__)
+                if self._closed or not self._queue or load[target] > 0:
                     return
                 job = self._queue.popleft()
-                config, job.future = job.config, _DISPATCHING
+                config, job.future, job.dispatched = job.config, _DISPATCHING, time.monotonic()
+                job.pinned = [target]
             try:
                 meta = (self.store.folder(job.job_id) / "config.json").read_bytes()
                 future = self.engine.submit(job.job_id, config.to_dict(), str(self.store.root.absolute()), meta,
-                                            pinned)
+                                            [target])
             except Exception as e:  # noqa: BLE001 - a dispatch that fails fails its job in one line, not the queue
                 self._finish(job, Status.FAILED, f"could not hand the job to {self.engine.where}: "
                                                  f"{type(e).__name__}: {e}", record=True)
                 continue
             with self._lock:
-                job.future, job.pinned = future, pinned
+                job.future = future
                 stopped = job.stop
             future.add_done_callback(lambda f, job=job: self._ended(job, f))
             if stopped:  # Stop came while it was being handed over
@@ -400,7 +415,10 @@ class JobQueue:
             return
         if not self.engine.connected():
             for job in dispatched:
-                self._finish(job, Status.FAILED, f"{self.engine.where} went away mid-run", record=True)
+                if job.status == Status.QUEUED:
+                    self._requeue(job)  # not started: it waits for the scheduler to answer again
+                else:
+                    self._finish(job, Status.FAILED, f"{self.engine.where} went away mid-run", record=True)
             return
         alive = {w.address for w in self.engine.workers()}
         now = time.monotonic()
