@@ -126,6 +126,7 @@ class Engine:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._connected = threading.Event()
+        self._tried = threading.Event()  # the first connection attempt has ended, either way
         self._thread = threading.Thread(target=self._keep_connected, name="kmnist-engine", daemon=True)
         self._thread.start()
 
@@ -159,6 +160,7 @@ class Engine:
                     self.problem = f"{what}: {type(e).__name__}: {str(e)[:120]}"
                     log.warning("job engine: %s", self.problem)
                     self._drop_client()
+                self._tried.set()
             if self.connected():
                 self._probe_workers()
             self._closed.wait(RECONNECT_S if self.problem else LOOK_S)
@@ -314,7 +316,10 @@ def check_connected(engine: Engine) -> None:
     Raises:
         KmnistError: 'no scheduler answers at tcp://…: …; runs already stored can still be browsed'.
     """
-    if not engine.embedded and not engine.connected():
+    if engine.embedded:
+        return
+    engine._tried.wait(CONNECT_TIMEOUT_S + 5)  # a queue made a moment ago: let its first attempt finish
+    if not engine.connected():
         raise KmnistError(f"{engine.problem or 'no scheduler answers at ' + engine.address}; "
                           "runs already stored can still be browsed")
 

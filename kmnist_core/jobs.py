@@ -277,6 +277,11 @@ class JobQueue:
             busy = {j.worker: j.job_id for j in self._jobs.values() if j.status == Status.RUNNING and j.worker}
         return self.engine.workers(busy)
 
+    def capacity(self) -> int:
+        """How many jobs can train at once: the usable workers, or the embedded workers still starting."""
+        usable = sum(1 for w in self.workers() if w.usable)
+        return max(1, usable if usable or not self.engine.embedded else self.engine.n_workers)
+
     def engine_problem(self) -> str:
         """One line while no scheduler answers, else ""."""
         return self.engine.problem

@@ -1087,7 +1087,7 @@ def run_trials(sweep: Sweep, queue: JobQueue, *, parallel: int | None = None, st
             and the sweep can be resumed.
     """
     stop = stop or threading.Event()
-    count = parallel or max(1, len(queue.workers()))
+    count = parallel or queue.capacity()
     objective = _Objective(sweep, queue, stop)
     callbacks: list[Callable[[optuna.Study, FrozenTrial], None]] = []
     budget = sweep.budget()
