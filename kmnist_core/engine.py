@@ -33,7 +33,6 @@ RESOURCE = "train"  # each worker has one: one training at a time per worker, wh
 DASK_CONFIG = {
     "distributed.scheduler.allowed-failures": 0,  # a dead worker's run fails by name; it is not trained again
     "distributed.scheduler.worker-ttl": "30s",  # a silent node (network gone) is dropped after this
-    "distributed.worker.daemon": False,  # TensorFlow's threads, not multiprocessing children
     # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in each worker, so glibc hands freed memory back at
     # once; TensorFlow then maps and faults its buffers in anew at every step. Measured on small jobs, 2 x 1
     # thread: training took 0.56 s a job with it, against 0.47 s in a plain process (the old pool).
