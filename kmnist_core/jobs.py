@@ -18,7 +18,7 @@ from typing import Any
 
 from .config import TrainConfig
 from .data import Dataset
-from .engine import Engine, WorkerInfo, check_connected, threads_per_worker, worker_count  # noqa: F401 - API
+from .engine import Engine, WorkerInfo, check_connected, worker_count
 from .errors import KmnistError, RunNotFoundError
 from .records import ACTIVE, EpochRecord, LivePoint, Status, live_point
 from .store import RunStore

@@ -12,7 +12,8 @@ from helpers import ROOT, SUBSET, wait_done, wait_until
 
 from kmnist_core.config import TINY
 from kmnist_core.errors import ConfigError
-from kmnist_core.jobs import STOP_GRACE_S, JobQueue, threads_per_worker, worker_count
+from kmnist_core.engine import threads_per_worker, worker_count
+from kmnist_core.jobs import STOP_GRACE_S, JobQueue
 from kmnist_core.store import RESULT_FILES, RunStore
 
 LONG = TINY.replace(epochs=200, batch_size=16)  # trains for minutes unless stopped
