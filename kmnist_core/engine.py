@@ -219,8 +219,9 @@ class Engine:
         now = time.monotonic()
         with self._lock:
             self._known = known
-            for gone in set(self._probes) - set(addresses):
+            for gone in (set(self._probes) | set(self._probed)) - set(addresses):
                 self._probes.pop(gone, None)
+                self._probed.pop(gone, None)  # a restarted worker has a new address: forget the old one
             ask = [a for a in addresses if self._probes.get(a, {}).get("state", "starting") == "starting"
                    and now - self._probed.get(a, 0.0) >= PROBE_S]
             for a in ask:
